@@ -1,0 +1,49 @@
+# Two commands do everything (see README): `make book` and `make test`.
+# Each sets itself up first; set-up is skipped when nothing changed since the last run.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+BOOK_FLAGS := -W -n --keep-going
+
+.PHONY: all setup setup-browser book test test-package lint gpu-check clean
+
+all: test
+
+# --- set-up -------------------------------------------------------------------------
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
+	  echo "setup: could not create a virtual environment; install python3-venv (sudo apt-get install python3-venv)" >&2; exit 1; }
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	@touch $@
+
+setup: $(STAMP)
+	@bash scripts/setup_system.sh
+
+setup-browser: $(STAMP)
+	@bash scripts/setup_system.sh --browser
+
+# --- the book -----------------------------------------------------------------------
+book: setup
+	$(BIN)/jupyter-book build $(BOOK_FLAGS) .
+
+# --- tests --------------------------------------------------------------------------
+lint: $(STAMP)
+	$(BIN)/ruff check densenet_edu tests _ext scripts
+	$(BIN)/ruff format --check densenet_edu tests _ext scripts
+	$(BIN)/actionlint .github/workflows/*.yml
+
+test-package: setup
+	$(BIN)/python -m pytest -q -m "not book"
+
+test: setup-browser lint book
+	$(BIN)/python -m pytest -q
+
+# A machine with a GPU: the suite on CUDA plus autocast / channels_last checks (< 5 min).
+gpu-check: setup
+	bash scripts/gpu_check.sh
+
+clean:
+	rm -rf _build

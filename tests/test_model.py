@@ -1,0 +1,185 @@
+"""Assembled networks: factories, shapes through every stage, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import densenet_edu as de
+from densenet_edu import InputShapeError
+
+FACTORIES = {
+    "densenet121": (de.densenet121, 1024),
+    "densenet161": (de.densenet161, 2208),
+    "densenet169": (de.densenet169, 1664),
+    "densenet201": (de.densenet201, 1920),
+    "densenet264": (de.densenet264, 2688),
+}
+
+
+def on_meta(factory, **kwargs):
+    with torch.device("meta"):
+        return factory(**kwargs)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_factory_maps_an_imagenet_batch_to_1000_logits(name):
+    factory, _ = FACTORIES[name]
+    model = on_meta(factory)
+    assert model(torch.empty(2, 3, 224, 224, device="meta")).shape == (2, 1000)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_factory_final_width_matches_table_1_arithmetic(name):
+    # Independent of the package: k0 + k*n per block, halved by each transition.
+    factory, expected = FACTORIES[name]
+    config = de.ARCHITECTURES[name]
+    channels = config["num_init_features"]
+    for i, n in enumerate(config["block_config"]):
+        channels += config["growth_rate"] * n
+        if i < 3:
+            channels //= 2
+    assert channels == expected
+    assert on_meta(factory).classifier.in_features == expected
+
+
+def test_densenet121_stage_shapes_at_224():
+    model = on_meta(de.densenet121)
+    shapes = dict(de.trace_shapes(model, (1, 3, 224, 224)))
+    assert shapes["features.conv0"] == (1, 64, 112, 112)
+    assert shapes["features.pool0"] == (1, 64, 56, 56)
+    assert shapes["features.denseblock1"] == (1, 256, 56, 56)
+    assert shapes["features.transition1"] == (1, 128, 28, 28)
+    assert shapes["features.denseblock2"] == (1, 512, 28, 28)
+    assert shapes["features.transition2"] == (1, 256, 14, 14)
+    assert shapes["features.denseblock3"] == (1, 1024, 14, 14)
+    assert shapes["features.transition3"] == (1, 512, 7, 7)
+    assert shapes["features.denseblock4"] == (1, 1024, 7, 7)
+    assert shapes["classifier"] == (1, 1000)
+
+
+def test_num_classes_sets_the_classifier_width():
+    model = de.densenet121(num_classes=7)
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 7)
+
+
+@pytest.mark.parametrize(
+    "depth, k, bottleneck, compression, per_block, stem",
+    [
+        (40, 12, False, 1.0, 12, 16),  # DenseNet (L=40, k=12)
+        (100, 12, False, 1.0, 32, 16),  # DenseNet (L=100, k=12)
+        (100, 12, True, 0.5, 16, 24),  # DenseNet-BC (L=100, k=12): stem 2k
+        (250, 24, True, 0.5, 41, 48),  # DenseNet-BC (L=250, k=24)
+        (190, 40, True, 0.5, 31, 80),  # DenseNet-BC (L=190, k=40)
+    ],
+)
+def test_cifar_models_follow_section_3(depth, k, bottleneck, compression, per_block, stem):
+    model = de.densenet_cifar(depth, k, bottleneck=bottleneck, compression=compression)
+    assert model.config["block_config"] == (per_block,) * 3
+    assert model.features.conv0.kernel_size == (3, 3)
+    assert model.features.conv0.out_channels == stem
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    assert convs + 1 == depth  # L counts every conv plus the classifier
+
+
+def test_cifar_model_maps_32x32_images_to_logits_at_8x8_resolution():
+    model = de.densenet_cifar(40, 12, bottleneck=False, compression=1.0)
+    shapes = dict(de.trace_shapes(model, (2, 3, 32, 32)))
+    assert shapes["features.denseblock1"][2:] == (32, 32)
+    assert shapes["features.denseblock3"][2:] == (8, 8)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("depth", [41, 99, 4, 12])
+def test_cifar_rejects_depths_that_do_not_fit_the_formula(depth):
+    with pytest.raises(ValueError, match=r"depth .* does not fit L ="):
+        de.densenet_cifar(depth)
+
+
+def test_cifar_depth_error_suggests_valid_depths():
+    with pytest.raises(ValueError, match="nearest valid depths: 100, 106"):
+        de.densenet_cifar(101)
+
+
+def test_weight_init_is_he_normal_with_unit_batchnorm():
+    model = de.densenet_cifar(40, 12, bottleneck=False, compression=1.0)
+    conv = model.features.denseblock2.denselayer5.conv1
+    fan_in = conv.in_channels * 9
+    assert conv.weight.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.1)
+    assert torch.all(model.features.norm5.weight == 1) and torch.all(model.features.norm5.bias == 0)
+    assert torch.all(model.classifier.bias == 0)
+
+
+# --- bad input -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    return de.densenet121().eval()
+
+
+def test_wrong_channel_count_names_expected_and_actual(small_model):
+    with pytest.raises(InputShapeError, match="expects 3 input channels, got 1"):
+        small_model(torch.randn(1, 1, 64, 64))
+
+
+def test_3d_input_suggests_adding_a_batch_dimension(small_model):
+    with pytest.raises(InputShapeError, match=r"4-D tensor.*unsqueeze\(0\)"):
+        small_model(torch.randn(3, 64, 64))
+
+
+def test_2d_input_is_rejected_with_its_shape(small_model):
+    with pytest.raises(InputShapeError, match=r"got shape \(64, 64\)"):
+        small_model(torch.randn(64, 64))
+
+
+def test_too_small_image_gives_the_minimum_size(small_model):
+    assert small_model.min_input_size == 29  # torchvision documents min_size (29, 29)
+    with pytest.raises(InputShapeError, match="at least 29x29"):
+        small_model(torch.randn(1, 3, 28, 28))
+    assert small_model(torch.randn(1, 3, 29, 29)).shape == (1, 1000)
+
+
+def test_cifar_minimum_size_is_4():
+    model = de.densenet_cifar(40, 12, bottleneck=False, compression=1.0).eval()
+    assert model.min_input_size == 4
+    with pytest.raises(InputShapeError, match="at least 4x4"):
+        model(torch.randn(1, 3, 3, 3))
+
+
+def test_non_tensor_input_is_a_type_error(small_model):
+    with pytest.raises(TypeError, match="expects a torch.Tensor"):
+        small_model([[1.0]])
+
+
+def test_block_called_with_wrong_width_names_both_widths():
+    block = de.DenseBlock(num_layers=2, in_channels=64, growth_rate=32)
+    with pytest.raises(InputShapeError, match="built for 64 input channels, got 32"):
+        block(torch.randn(1, 32, 8, 8))
+
+
+def test_layer_called_with_mismatched_feature_sizes_says_why():
+    layer = de.DenseLayer(8, 4)
+    with pytest.raises(InputShapeError, match="height/width must agree"):
+        layer([torch.randn(1, 4, 8, 8), torch.randn(1, 4, 4, 4)])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(growth_rate=0), "growth_rate must be a positive integer"),
+        (dict(growth_rate=2.5), "growth_rate must be a positive integer"),
+        (dict(block_config=()), "block_config must be a non-empty sequence"),
+        (dict(block_config=(6, 0, 3)), "block_config must be a non-empty sequence"),
+        (dict(block_config=6), "block_config must be a non-empty sequence"),
+        (dict(compression=0.0), r"compression \(theta\) must be in \(0, 1\]"),
+        (dict(compression=1.5), r"compression \(theta\) must be in \(0, 1\]"),
+        (dict(drop_rate=1.0), r"drop_rate must be a probability in \[0, 1\)"),
+        (dict(drop_rate=-0.1), r"drop_rate must be a probability in \[0, 1\)"),
+        (dict(num_classes=0), "num_classes must be a positive integer"),
+        (dict(stem="resnet"), "stem must be 'imagenet' or 'cifar'"),
+    ],
+)
+def test_invalid_configuration_is_rejected_with_a_clear_message(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        de.DenseNet(**kwargs)
