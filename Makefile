@@ -26,8 +26,9 @@ setup-browser: $(STAMP)
 	@bash scripts/setup_system.sh --browser
 
 # --- the book -----------------------------------------------------------------------
+# Progress bars print one final line in the static pages (densenet_edu/progress.py).
 book: setup
-	$(BIN)/jupyter-book build $(BOOK_FLAGS) .
+	DENSENET_EDU_STATIC_PROGRESS=1 $(BIN)/jupyter-book build $(BOOK_FLAGS) .
 
 # --- tests --------------------------------------------------------------------------
 lint: $(STAMP)
