@@ -1,0 +1,50 @@
+"""Helpers shared by the book tests: what _toc.yml and _config.yml say, where the build is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+HTML = ROOT / "_build" / "html"
+
+
+def config() -> dict:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def toc_files() -> list[str]:
+    """Every page of the book, in reading order, as paths without suffix."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries: list[dict]) -> None:
+        for entry in entries:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections", []))
+
+    for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
+        walk(part.get("chapters", []))
+    return files
+
+
+def source_of(page: str) -> Path:
+    for suffix in (".ipynb", ".md"):
+        path = ROOT / f"{page}{suffix}"
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"_toc.yml lists {page}, but neither .ipynb nor .md exists")
+
+
+def notebooks() -> list[str]:
+    return [page for page in toc_files() if (ROOT / f"{page}.ipynb").exists()]
+
+
+def built_page(page: str) -> Path:
+    path = HTML / f"{page}.html"
+    if not HTML.is_dir():
+        pytest.fail("the book is not built: run `make book` (make test does it first)")
+    return path

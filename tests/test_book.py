@@ -1,0 +1,116 @@
+"""The built book: every page exists, executed cleanly, and links to Colab; sources stay clean."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import nbformat
+import pytest
+
+from book_build import HTML, ROOT, built_page, config, notebooks, source_of, toc_files
+
+pytestmark = pytest.mark.book
+
+CORE_CHAPTERS = [p for p in notebooks() if re.match(r"chapters/\d\d_", p)]
+
+
+@pytest.mark.parametrize("page", toc_files())
+def test_every_toc_page_exists_in_the_build(page):
+    assert source_of(page).exists()
+    assert built_page(page).is_file(), f"{page} is in _toc.yml but not in _build/html"
+
+
+@pytest.mark.parametrize("page", toc_files())
+def test_no_executed_output_holds_an_error_or_traceback(page):
+    html = built_page(page).read_text()
+    assert "Traceback (most recent call last)" not in html
+    assert 'class="output traceback' not in html
+    assert not re.search(r"\b\w+Error: ", _outputs_text(html)), "an output shows an exception"
+
+
+def _outputs_text(html: str) -> str:
+    return " ".join(re.findall(r'<div class="cell_output[^"]*">(.*?)</div>\s*</div>', html, re.S))
+
+
+def test_the_build_left_no_execution_failure_reports():
+    reports = HTML / "reports"
+    logs = list(reports.glob("*.log")) if reports.exists() else []
+    assert not logs, f"notebook execution failed: {[p.name for p in logs]}"
+
+
+@pytest.mark.parametrize("page", notebooks())
+def test_notebooks_in_the_repository_hold_no_outputs(page):
+    nb = nbformat.read(ROOT / f"{page}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{page}: a cell has stored outputs"
+            assert cell.execution_count is None, f"{page}: a cell has an execution count"
+
+
+@pytest.mark.parametrize("page", notebooks())
+def test_every_chapter_page_links_to_its_notebook_in_colab(page):
+    repo = config()["repository"]
+    owner_repo = repo["url"].removeprefix("https://github.com/").rstrip("/")
+    expected = (
+        f"https://colab.research.google.com/github/{owner_repo}/blob/{repo['branch']}/{page}.ipynb"
+    )
+    assert expected in built_page(page).read_text()
+
+
+@pytest.mark.parametrize("page", notebooks())
+def test_every_notebook_starts_with_a_hidden_colab_setup_cell(page):
+    repo = config()["repository"]
+    first = nbformat.read(ROOT / f"{page}.ipynb", as_version=4).cells[0]
+    assert first.cell_type == "code"
+    assert "remove-cell" in first.metadata.get("tags", [])
+    assert '"google.colab" in sys.modules' in first.source
+    assert 'find_spec("densenet_edu") is None' in first.source
+    assert f"git+{repo['url']}@{repo['branch']}" in first.source
+
+
+@pytest.mark.parametrize("page", CORE_CHAPTERS)
+def test_every_chapter_has_goals_check_summary_and_exercises(page):
+    nb = nbformat.read(ROOT / f"{page}.ipynb", as_version=4)
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "Learning goals" in markdown
+    assert re.search(r"^## Check", markdown, re.M)
+    assert re.search(r"^## Summary", markdown, re.M)
+    exercises = re.findall(r"```\{exercise\}", markdown)
+    assert 2 <= len(exercises) <= 6, f"{page}: {len(exercises)} exercises"
+    assert markdown.count(":class: dropdown") >= len(exercises)
+    assert "{glue:" in markdown, f"{page}: no number in the prose comes from code"
+
+
+@pytest.mark.parametrize("page", CORE_CHAPTERS)
+def test_every_chapter_shows_at_least_one_figure(page):
+    html = built_page(page).read_text()
+    assert re.search(r"<img [^>]*src=\"[^\"]+\.(png|svg|jpg)\"", html) or "<svg" in html
+
+
+@pytest.mark.parametrize("page", toc_files())
+def test_pages_load_nothing_from_the_network(page):
+    html = built_page(page).read_text()
+    loaded = re.findall(r'<(?:script|img|link)\b[^>]*(?:src|href)="(https?://[^"]+)"', html)
+    stylesheets_or_scripts = [
+        url for url in loaded if not re.search(r"github\.com|colab\.research", url)
+    ]
+    assert stylesheets_or_scripts == []
+
+
+def test_math_is_served_from_the_build():
+    assert (HTML / "_static" / "mathjax" / "tex-svg.js").stat().st_size > 100_000
+
+
+def test_search_index_covers_every_page():
+    text = (HTML / "searchindex.js").read_text()
+    index = json.loads(text[text.index("(") + 1 : text.rindex(")")])
+    assert set(toc_files()) <= set(index["docnames"])
+
+
+@pytest.mark.parametrize("page", notebooks())
+def test_every_notebook_page_offers_the_ipynb_download(page):
+    html = built_page(page).read_text()
+    name = page.rsplit("/", 1)[-1]
+    assert f"_sources/{page}.ipynb" in html or f"{name}.ipynb" in html
+    assert (HTML / "_sources" / f"{page}.ipynb").exists()

@@ -1,0 +1,105 @@
+"""A real browser reads the built book from disk with the network off.
+
+Headless Chromium (Debian's package) loads every page; the test checks that MathJax
+typeset the math, every image decoded, nothing tried to reach the network, and the
+console stayed free of errors. A screenshot of each page goes to _build/screenshots/.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+import pytest
+
+from book_build import ROOT, built_page, toc_files
+
+pytestmark = [pytest.mark.book, pytest.mark.browser]
+
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.fail("chromium is not installed: sudo apt-get install chromium (make test does)")
+    with tempfile.TemporaryDirectory() as profile, playwright_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=executable,
+            args=CHROMIUM_FLAGS,
+            offline=True,
+            viewport={"width": 1280, "height": 900},
+        )
+        yield context
+        context.close()
+
+
+def _record_console_error(problems: list[str], message) -> None:
+    if message.type == "error":
+        problems.append(f"console error: {message.text}")
+
+
+@pytest.mark.parametrize("page_name", toc_files())
+def test_page_renders_offline_with_math_images_and_a_clean_console(browser, page_name):
+    path = built_page(page_name)
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: _record_console_error(problems, m))
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+    try:
+        page.goto(path.as_uri(), wait_until="load")
+        math_nodes = page.locator(".math").count()
+        if math_nodes:
+            page.wait_for_function(
+                "() => window.MathJax && MathJax.startup && MathJax.startup.promise"
+            )
+            page.evaluate("() => MathJax.startup.promise")
+            typeset = page.locator("mjx-container").count()
+            assert typeset >= math_nodes, f"{typeset} of {math_nodes} formulas typeset"
+            assert page.locator("mjx-merror").count() == 0, "MathJax reported a TeX error"
+        broken = page.evaluate(
+            "() => Array.from(document.images)"
+            ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
+        )
+        assert broken == [], f"images that did not load: {broken}"
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(
+            path=str(SCREENSHOTS / f"{page_name.replace('/', '__')}.png"), full_page=True
+        )
+        assert problems == []
+    finally:
+        page.close()
+
+
+def test_dark_mode_switches_the_theme(browser):
+    page = browser.new_page()
+    try:
+        page.goto(built_page(toc_files()[0]).as_uri(), wait_until="load")
+        page.evaluate("() => { localStorage.setItem('mode', 'dark'); }")
+        page.reload(wait_until="load")
+        assert page.evaluate("() => document.documentElement.dataset.theme") == "dark"
+    finally:
+        page.close()
+
+
+def test_search_finds_densenet(browser):
+    page = browser.new_page()
+    try:
+        search = ROOT / "_build" / "html" / "search.html"
+        page.goto(search.as_uri() + "?q=DenseNet", wait_until="load")
+        page.wait_for_selector("#search-results ul.search li", timeout=15_000)
+        assert page.locator("#search-results ul.search li").count() >= 1
+    finally:
+        page.close()
