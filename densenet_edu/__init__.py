@@ -13,6 +13,7 @@ from densenet_edu.analysis import (
     trace_shapes,
 )
 from densenet_edu.errors import InputShapeError, WeightsError
+from densenet_edu.fast import FastDenseNet, optimize_for_inference
 from densenet_edu.layers import DenseBlock, DenseLayer, Transition, compressed_channels
 from densenet_edu.model import (
     ARCHITECTURES,
@@ -24,6 +25,7 @@ from densenet_edu.model import (
     densenet264,
     densenet_cifar,
 )
+from densenet_edu.reuse import feature_reuse, plot_feature_reuse
 from densenet_edu.weights import convert_legacy_keys, load_torchvision_weights
 
 __version__ = "0.1.0"
@@ -33,6 +35,7 @@ __all__ = [
     "DenseBlock",
     "DenseLayer",
     "DenseNet",
+    "FastDenseNet",
     "InputShapeError",
     "Transition",
     "WeightsError",
@@ -47,7 +50,10 @@ __all__ = [
     "densenet201",
     "densenet264",
     "densenet_cifar",
+    "feature_reuse",
     "layer_table",
     "load_torchvision_weights",
+    "optimize_for_inference",
+    "plot_feature_reuse",
     "trace_shapes",
 ]

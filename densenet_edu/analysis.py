@@ -24,7 +24,9 @@ __all__ = [
     "channel_schedule",
     "count_macs",
     "count_parameters",
+    "feature_reuse",
     "layer_table",
+    "plot_feature_reuse",
     "trace_shapes",
 ]
 
@@ -229,3 +231,8 @@ def trace_shapes(
 def count_macs(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224)) -> int:
     """Total multiply-adds of convolutions and linear layers for one forward pass."""
     return sum(row.macs for row in layer_table(model, input_shape, depth=1))
+
+
+# The feature-reuse heat map (paper, Figure 5) lives in its own module; it is part of
+# the same toolbox, so it is importable from here too.
+from densenet_edu.reuse import feature_reuse, plot_feature_reuse  # noqa: E402

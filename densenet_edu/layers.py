@@ -108,10 +108,14 @@ class DenseLayer(nn.Module):
             x = self.norm1(x)
         return self.conv1(self.relu1(x))
 
-    def forward(self, features: Tensor | Sequence[Tensor]) -> Tensor:
+    def forward(self, features: Tensor | Sequence[Tensor], check_inputs: bool = True) -> Tensor:
+        """``check_inputs=False`` skips the shape checks: a block that already checked its
+        input and built the rest of ``features`` itself passes it, since checking every
+        earlier map in every layer is quadratic in depth."""
         if isinstance(features, Tensor):
             features = [features]
-        check_feature_maps(features, self.in_channels, type(self).__name__)
+        if check_inputs:
+            check_feature_maps(features, self.in_channels, type(self).__name__)
         if self.memory_efficient and torch.is_grad_enabled() and _any_requires_grad(features):
             if torch.compiler.is_compiling():
                 # The compiler's own rematerialisation replays no buffer updates, and
@@ -191,7 +195,7 @@ class DenseBlock(nn.ModuleDict):
         check_feature_maps([x], self.in_channels, type(self).__name__)
         features = [x]
         for layer in self.values():
-            features.append(layer(features))
+            features.append(layer(features, check_inputs=False))
         return torch.cat(features, dim=1)
 
 

@@ -11,3 +11,5 @@ assert torch.cuda.is_available(), "gpu-check needs a CUDA device; torch sees non
 print("torch", torch.__version__, "on", torch.cuda.get_device_name(0))
 PY
 DENSENET_EDU_REQUIRE_CUDA=1 timeout 280 "$PY" -m pytest -q -rs -m "not book" -k "cuda" tests "$@"
+# The benchmark on the GPU (autocast and channels_last variants); tables go to benchmarks/.
+timeout 240 "$PY" -m densenet_edu.bench --device cuda --out benchmarks

@@ -26,7 +26,8 @@ def test_no_executed_output_holds_an_error_or_traceback(page):
     html = built_page(page).read_text()
     assert "Traceback (most recent call last)" not in html
     assert 'class="output traceback' not in html
-    assert not re.search(r"\b\w+Error: ", _outputs_text(html)), "an output shows an exception"
+    exception = re.search(r"^\w+(Error|Exception): ", _outputs_text(html), re.M)
+    assert not exception, f"an output shows an exception: {exception and exception.group(0)}"
 
 
 def _outputs_text(html: str) -> str:

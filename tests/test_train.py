@@ -1,0 +1,315 @@
+"""Training: the recipe, logs, checkpoints, exact resumes, torchrun, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import matplotlib
+import pytest
+import torch
+
+import densenet_edu as de
+from densenet_edu.train import (
+    CheckpointError,
+    TrainConfig,
+    load_checkpoint,
+    load_model,
+    main,
+    plot_learning_curves,
+    read_log,
+    train,
+)
+
+matplotlib.use("Agg")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny(out_dir: Path, **overrides) -> TrainConfig:
+    """DenseNet-BC with one layer per block (L=10), k=4, on 96 digits at 16x16."""
+    settings = dict(
+        dataset="digits",
+        train_limit=96,
+        test_limit=48,
+        image_size=16,
+        depth=10,
+        growth_rate=4,
+        epochs=3,
+        batch_size=32,
+        lr=0.05,
+        out_dir=str(out_dir),
+        progress=False,
+        verbose=False,
+    )
+    return TrainConfig(**{**settings, **overrides})
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "densenet_edu.train", *args],
+        capture_output=True, text=True, timeout=120, cwd=REPO, env=env,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> tuple[TrainConfig, list[dict]]:
+    """One uninterrupted 3-epoch run, shared by the tests that only read its results."""
+    config = tiny(tmp_path_factory.mktemp("run") / "full")
+    return config, train(config).history
+
+
+# --- the recipe --------------------------------------------------------------------------
+
+
+def test_defaults_are_the_papers_cifar_recipe():
+    c = TrainConfig()
+    assert (c.depth, c.growth_rate, c.bottleneck, c.compression) == (100, 12, True, 0.5)
+    assert (c.epochs, c.batch_size, c.lr, c.momentum, c.nesterov) == (300, 64, 0.1, 0.9, True)
+    assert c.weight_decay == 1e-4 and c.milestones == (0.5, 0.75) and c.gamma == 0.1
+
+
+def test_learning_rate_is_divided_by_10_at_half_and_three_quarters_of_training(tmp_path):
+    history = train(tiny(tmp_path, epochs=4, train_limit=32, test_limit=8)).history
+    assert [r["lr"] for r in history] == pytest.approx([0.05, 0.05, 0.005, 0.0005])
+
+
+# --- a short run ------------------------------------------------------------------------
+
+
+def test_training_lowers_the_loss_and_writes_log_and_checkpoint(finished_run):
+    config, history = finished_run
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    out = Path(config.out_dir)
+    assert read_log(out / "metrics.jsonl") == json.loads(json.dumps(history))
+    assert (out / "checkpoint.pt").is_file()
+    assert not [p for p in out.iterdir() if p.suffix == ".tmp"]  # no temporary files left
+
+
+def test_every_log_record_has_the_documented_fields(finished_run):
+    _, history = finished_run
+    fields = {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"}
+    assert [set(r) for r in history] == [fields] * 3
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert all(0 <= r["test_acc"] <= 1 and r["seconds"] > 0 for r in history)
+
+
+def test_checkpoint_loads_with_weights_only_and_rebuilds_the_model(finished_run):
+    config, history = finished_run
+    path = Path(config.out_dir) / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    assert state["epoch"] == 3 and state["history"] == history
+    model = load_model(path)
+    assert isinstance(model, de.DenseNet) and not model.training
+    assert model.config["block_config"] == (1, 1, 1) and model.config["in_channels"] == 1
+    assert model(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
+
+
+def test_learning_curves_plot_loss_and_accuracy_from_the_log_file(finished_run):
+    config, history = finished_run
+    fig = plot_learning_curves(Path(config.out_dir) / "metrics.jsonl")
+    loss_ax, acc_ax = fig.axes
+    assert loss_ax.get_xlabel() == "epoch" and "accuracy" in acc_ax.get_ylabel()
+    test_curve = [line for line in acc_ax.get_lines() if line.get_label() == "test"][0]
+    assert list(test_curve.get_ydata()) == pytest.approx([100 * r["test_acc"] for r in history])
+    two = plot_learning_curves({"a": history, "b": history})
+    assert len(two.axes[0].get_legend().get_texts()) == 4
+
+
+# --- determinism and resuming -------------------------------------------------------------
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _without_times(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+
+
+def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(finished_run, tmp_path):
+    config, uninterrupted = finished_run
+    config = replace(config, out_dir=str(tmp_path / "interrupted"))
+
+    def stop_after_first_epoch(record):
+        if record["epoch"] == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(config, on_epoch_end=stop_after_first_epoch)
+    assert load_checkpoint(tmp_path / "interrupted" / "checkpoint.pt")["epoch"] == 1
+
+    resumed = train(replace(config, resume=True)).history
+    # Same seed, same batches, same augmentations: identical floats, not just close ones.
+    assert _without_times(resumed) == _without_times(uninterrupted)
+    assert _without_times(read_log(tmp_path / "interrupted" / "metrics.jsonl")) == _without_times(
+        uninterrupted
+    )
+
+
+def test_another_seed_gives_another_run(finished_run, tmp_path):
+    config, history = finished_run
+    other = train(replace(config, out_dir=str(tmp_path), seed=1, epochs=1)).history
+    assert other[0]["train_loss"] != history[0]["train_loss"]
+
+
+# --- checkpoints are safe ------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved_run(tmp_path) -> tuple[TrainConfig, bytes]:
+    config = tiny(tmp_path / "run", epochs=1, train_limit=32, test_limit=8)
+    train(config)
+    return config, (tmp_path / "run" / "checkpoint.pt").read_bytes()
+
+
+def _checkpoint_bytes(config: TrainConfig) -> bytes:
+    return (Path(config.out_dir) / "checkpoint.pt").read_bytes()
+
+
+def test_a_new_run_refuses_to_overwrite_an_existing_checkpoint(saved_run):
+    config, before = saved_run
+    with pytest.raises(CheckpointError, match="already exists.*--resume"):
+        train(config)
+    assert _checkpoint_bytes(config) == before
+
+
+def test_resume_rejects_a_checkpoint_of_another_architecture(saved_run):
+    config, before = saved_run
+    with pytest.raises(
+        CheckpointError, match="different architecture.*growth_rate=4 there, 6 here"
+    ):
+        train(replace(config, resume=True, growth_rate=6))
+    assert _checkpoint_bytes(config) == before
+
+
+def test_resume_rejects_a_checkpoint_trained_with_another_recipe(saved_run):
+    config, before = saved_run
+    with pytest.raises(CheckpointError, match="lr=0.05 there, 0.1 here"):
+        train(replace(config, resume=True, lr=0.1))
+    assert _checkpoint_bytes(config) == before
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        train(tiny(tmp_path, resume=True))
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_a_corrupt_checkpoint_gets_a_one_line_error_and_is_kept(
+    tmp_path, capsys, damage, saved_run
+):
+    config, before = saved_run
+    path = Path(config.out_dir) / "checkpoint.pt"
+    damaged = before[: len(before) // 2] if damage == "truncate" else b"not a checkpoint"
+    path.write_bytes(damaged)
+    args = ["--dataset", "digits", "--out-dir", config.out_dir, "--resume", "--quiet"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "corrupt" in err and err.count("\n") == 1
+    assert path.read_bytes() == damaged
+
+
+# --- bad input on the command line -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--lr", "0"], "lr must be a positive number"),
+        (["--lr=-0.1"], "lr must be a positive number"),
+        (["--epochs", "0"], "epochs must be a positive integer"),
+        (["--batch-size", "0"], "batch_size must be a positive integer"),
+        (["--momentum", "1"], r"momentum must be in \[0, 1\)"),
+        (["--weight-decay=-1e-4"], "weight_decay must be >= 0"),
+        (["--depth", "99"], "depth 99 does not fit"),
+        (["--compression", "0"], r"compression must be in \(0, 1\]"),
+        (["--drop-rate", "1"], r"drop_rate must be in \[0, 1\)"),
+        (["--milestones", "0.5", "1.5"], "milestones are fractions"),
+        (["--gamma", "0"], "gamma"),
+        (["--amp", "fp16", "--device", "cpu"], "fp16 needs a CUDA GPU"),
+        (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "CIFAR-10 not found"),
+    ],
+)
+def test_nonsensical_settings_get_a_one_line_error_and_exit_2(tmp_path, capsys, args, message):
+    code = main(["--dataset", "digits", *args, "--out-dir", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("python -m densenet_edu.train: error:") and err.count("\n") == 1
+    assert re.search(message, err), err
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_dataset_is_an_argparse_error_listing_the_choices(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--dataset", "mnist"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'mnist'" in capsys.readouterr().err
+
+
+def test_the_command_line_reports_errors_without_a_traceback(tmp_path):
+    result = run_cli("--dataset", "digits", "--lr", "0", "--out-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "error: lr must be a positive number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_the_recipe_flags(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--growth-rate", "--no-bottleneck", "--milestones", "--resume", "--amp"):
+        assert flag in out
+
+
+# --- CIFAR and several processes ---------------------------------------------------------------
+
+
+def test_the_cli_trains_densenet_bc_100_12_on_cifar10_from_disk(tmp_path, capsys, monkeypatch):
+    cifar = pytest.importorskip("torchvision.datasets.cifar")
+    from test_data import write_fake_cifar10
+
+    monkeypatch.setattr(cifar, "check_integrity", lambda *a, **k: True)  # fakes fail the MD5s
+    root = write_fake_cifar10(tmp_path / "data", per_batch=1)  # 5 training images, 1 test
+    out = tmp_path / "run"
+    args = ["--dataset", "cifar10", "--data-dir", str(root), "--epochs", "1", "--out-dir", str(out)]
+    assert main([*args, "--batch-size", "5", "--quiet"]) == 0
+    model = load_model(out / "checkpoint.pt")
+    assert model.config["block_config"] == (16, 16, 16) and model.config["growth_rate"] == 12
+    assert model.config["num_init_features"] == 24 and model.num_features == 342
+    assert math.isfinite(read_log(out / "metrics.jsonl")[0]["train_loss"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_torchrun_on_cpu_completes_and_rank_0_saves(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        "-m", "densenet_edu.train", "--dataset", "digits", "--image-size", "16",
+        "--train-limit", "48", "--test-limit", "24", "--depth", "16", "--growth-rate", "4",
+        "--epochs", "1", "--batch-size", "16", "--device", "cpu", "--out-dir", str(out),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=150, cwd=REPO, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("done: test accuracy") == 1  # only rank 0 reports
+    model = load_model(out / "checkpoint.pt")
+    assert model.config["block_config"] == (2, 2, 2)
+    (record,) = read_log(out / "metrics.jsonl")
+    # Both halves of the test set were counted: accuracy is a multiple of 1/24.
+    assert (record["test_acc"] * 24) == pytest.approx(round(record["test_acc"] * 24))
