@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import unescape
 
 import nbformat
 import pytest
@@ -30,8 +31,18 @@ def test_no_executed_output_holds_an_error_or_traceback(page):
     assert not exception, f"an output shows an exception: {exception and exception.group(0)}"
 
 
+@pytest.mark.parametrize("page", toc_files())
+def test_no_executed_output_shows_a_warning(page):
+    warning = re.search(r"\b\w+Warning: ", _outputs_text(built_page(page).read_text()))
+    assert not warning, f"an output shows a warning: {warning and warning.group(0)}"
+
+
 def _outputs_text(html: str) -> str:
-    return " ".join(re.findall(r'<div class="cell_output[^"]*">(.*?)</div>\s*</div>', html, re.S))
+    """The text of every cell output on a page, without markup."""
+    blocks = re.findall(
+        r'<div class="output [^"]*">\s*<div class="highlight"><pre>(.*?)</pre>', html, re.S
+    )
+    return unescape(re.sub(r"<[^>]+>", "", "\n".join(blocks)))
 
 
 def test_the_build_left_no_execution_failure_reports():
