@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -126,7 +126,7 @@ class DenseLayer(nn.Module):
                     self.concat_norm_conv,
                     *features,
                     use_reentrant=False,
-                    context_fn=lambda: (_nullcontext(), self._recomputation()),
+                    context_fn=lambda: (nullcontext(), self._recomputation()),
                 )
         else:
             out = self.concat_norm_conv(*features)
@@ -238,11 +238,6 @@ class Transition(nn.Sequential):
 
 def _any_requires_grad(tensors: Sequence[Tensor]) -> bool:
     return any(t.requires_grad for t in tensors)
-
-
-@contextmanager
-def _nullcontext() -> Iterator[None]:
-    yield
 
 
 def _check_positive_int(name: str, value: object) -> None:
