@@ -161,7 +161,34 @@ _INTERNAL_DIRS = tuple(
     )
 )
 
-_ERROR_HINTS: list[tuple[str, Callable[[re.Match[str]], str]]] = [
+_CHANNEL_AXIS_HINT = (
+    "Feature maps are stacked side by side along the channel axis, dim=1 of "
+    "(batch, channels, height, width): torch.cat(features, dim=1)."
+)
+
+# (pattern of the error text, hint, mistake code): a code other than "raised" names the
+# mistake outright, so the checkers report it instead of trying further configurations.
+_ERROR_HINTS: list[tuple[str, Callable[[re.Match[str]], str], str]] = [
+    (
+        r"Sizes of tensors must match except in dimension ([023])\b",
+        lambda m: (
+            f"You concatenated along dimension {m[1]}"
+            + (", the batch axis" if m[1] == "0" else ", a spatial axis")
+            + ", so torch.cat found maps of different widths there. "
+            + _CHANNEL_AXIS_HINT
+        ),
+        "concat_wrong_dim",
+    ),
+    (
+        r"'(list|tuple)' object has no attribute|must be Tensor, not (list|tuple)"
+        r"|got \((list|tuple),",
+        lambda m: (
+            "Your forward treats its argument as one tensor, but a dense layer receives a "
+            "*list* of feature maps [x_0, ..., x_{l-1}]. Concatenate the list first, "
+            "x = torch.cat(features, dim=1), and run norm1 on x."
+        ),
+        "list_not_concatenated",
+    ),
     (
         r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\) "
         r"at non-singleton dimension 1",
@@ -170,6 +197,7 @@ _ERROR_HINTS: list[tuple[str, Callable[[re.Match[str]], str]]] = [
             "add feature maps, it concatenates them along the channel axis: "
             "torch.cat(features, dim=1)."
         ),
+        "raised",
     ),
     (
         r"running_mean should contain (\d+) elements not (\d+)",
@@ -178,6 +206,7 @@ _ERROR_HINTS: list[tuple[str, Callable[[re.Match[str]], str]]] = [
             "channels. Check which tensor you normalise: norm1 normalises the concatenation of "
             "all the input feature maps."
         ),
+        "raised",
     ),
     (
         r"expected input\[[^\]]*\] to have (\d+) channels, but got (\d+) channels",
@@ -185,6 +214,7 @@ _ERROR_HINTS: list[tuple[str, Callable[[re.Match[str]], str]]] = [
             f"A convolution built for {m[1]} input channels received {m[2]}. "
             "Follow the channel count through your forward pass."
         ),
+        "raised",
     ),
     (
         r"a leaf Variable that requires grad is being used in an in-place operation",
@@ -192,6 +222,7 @@ _ERROR_HINTS: list[tuple[str, Callable[[re.Match[str]], str]]] = [
             "Your code changed an input tensor in place (an in-place ReLU on the input?). "
             "Earlier feature maps are shared by every later layer and must not be modified."
         ),
+        "raised",
     ),
 ]
 
@@ -221,12 +252,14 @@ def _learner_error(exc: BaseException, doing: str) -> _Failure:
         return _Failure(message, "not_implemented", _learner_frame(exc))
     text = str(exc).strip() or "(no message)"
     message = f"Your code raised {name} while {doing}:\n{text}"
-    for pattern, hint in _ERROR_HINTS:
+    mistake = "raised"
+    for pattern, hint, code in _ERROR_HINTS:
         match = re.search(pattern, text)
         if match:
             message += f"\nHint: {hint(match)}"
+            mistake = code
             break
-    return _Failure(message, "raised", _learner_frame(exc))
+    return _Failure(message, mistake, _learner_frame(exc))
 
 
 def _call(doing: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -558,6 +591,28 @@ def _check_inputs_unchanged(
             )
 
 
+def _check_deterministic(run: Callable[[], Any], first: Any, what: str) -> None:
+    """In eval mode the same input must give the same output; dropout left on breaks that."""
+    first_tensor = _as_tensor(first)
+    if first_tensor is None:
+        return
+    try:
+        with torch.no_grad():
+            again = _as_tensor(run())
+    except Exception:  # the learner's code may raise anything; the caller reports it
+        return
+    if again is None or again.shape != first_tensor.shape or torch.equal(again, first_tensor):
+        return
+    raise _Failure(
+        f"Your {what} gives different outputs for the same input in eval mode: something "
+        "random is still switched on, most likely dropout. After .eval() dropout must be off: "
+        "use an nn.Dropout module (eval() switches it off) or "
+        "F.dropout(x, p, training=self.training); F.dropout's training argument defaults "
+        "to True.",
+        "dropout_in_eval",
+    )
+
+
 def _first_named(configs: Sequence[Callable[[], None]]) -> None:
     """Run configurations in order. When one fails only because the learner's code raised,
     try the remaining ones for a failure that names the mistake, else report the first."""
@@ -821,8 +876,11 @@ def _dense_layer_config(
         expected = reference.conv2(r2)
 
         if error is not None or not _close(out, expected):
+            if not training and error is None:
+                _check_deterministic(lambda inputs=inputs: learner(list(inputs)), out, "layer")
             out_tensor = _as_tensor(out)
             same_shapes = len({f.shape for f in features}) == 1
+            batch_concat = torch.cat(features, dim=0) if same_shapes else None
             last = widths[-1]
             stages = [
                 _Stage(
@@ -830,6 +888,21 @@ def _dense_layer_config(
                     x,
                     rec.inputs.get("norm1"),
                     [
+                        (
+                            batch_concat,
+                            "concat_wrong_dim",
+                            "You concatenated the feature maps along dimension 0, the batch "
+                            f"axis: norm1 received "
+                            f"{_shape(batch_concat) if batch_concat is not None else '?'} "
+                            f"instead of {_shape(x)}. " + _CHANNEL_AXIS_HINT,
+                        ),
+                        (
+                            F.relu(x),
+                            "relu_before_bn",
+                            "You applied the ReLU before norm1 (ReLU -> BN -> conv). DenseNet's "
+                            "composite function is BN -> ReLU -> conv: normalise the "
+                            "concatenated input with norm1, then apply the ReLU, then conv1.",
+                        ),
                         (
                             torch.stack(features).sum(0) if same_shapes else None,
                             "added_instead_of_concat",
@@ -894,6 +967,15 @@ def _dense_layer_config(
                     "The input of norm2",
                     c1,
                     rec.inputs.get("norm2"),
+                    [
+                        (
+                            F.relu(c1),
+                            "relu_before_bn",
+                            "You applied the ReLU before norm2 (ReLU -> BN -> conv). After the "
+                            "1x1 bottleneck the order is again BN -> ReLU -> conv: norm2 "
+                            "normalises conv1's output, then the ReLU, then conv2.",
+                        )
+                    ],
                     not_reached="norm2 is never used: the bottleneck is "
                     "BN-ReLU-1x1 conv, then BN-ReLU-3x3 conv.",
                     value_hint="norm2 should normalise conv1's output.",
@@ -1082,7 +1164,18 @@ def _dense_block_config(
         expected = torch.cat(features, dim=1)
 
         if error is not None or not _close(out, expected):
+            if not training and error is None:
+                _check_deterministic(lambda inputs=inputs: learner(inputs[0]), out, "block")
             out_tensor = _as_tensor(out)
+            x_0 = features[0]
+            # x_0 added to the new maps, like a ResNet shortcut (possible only when k0 == k).
+            shortcut = k0 == k
+            shortcut_message = (
+                "You added the block's input x_0 to the new feature maps, like a ResNet "
+                "shortcut. A dense block adds nothing: x_0 already reaches every layer and the "
+                "block's output through the concatenation. Keep each layer's k new maps as they "
+                "are and concatenate: [x_0, x_1, ..., x_L]."
+            )
             stages: list[_Stage] = []
             for n, name in enumerate(names, 1):
                 before = features[:n]
@@ -1090,6 +1183,14 @@ def _dense_block_config(
                 variants = []
                 if n >= 2:
                     variants = [
+                        (
+                            torch.cat([x_0] + [f + x_0 for f in before[1:]], dim=1)
+                            if shortcut
+                            else None,
+                            "adds_block_input",
+                            f"{name} received x_0 added to the earlier layers' outputs. "
+                            + shortcut_message,
+                        ),
                         (
                             torch.stack(before).sum(0) if same else None,
                             "added_instead_of_concat",
@@ -1151,6 +1252,21 @@ def _dense_block_config(
                     out_tensor,
                     [
                         (
+                            torch.cat([x_0] + [f + x_0 for f in features[1:]], dim=1)
+                            if shortcut
+                            else None,
+                            "adds_block_input",
+                            shortcut_message,
+                        ),
+                        (
+                            torch.cat(features, dim=0)
+                            if len({f.shape for f in features}) == 1
+                            else None,
+                            "concat_wrong_dim",
+                            "Your block concatenates its feature maps along dimension 0, the "
+                            "batch axis. " + _CHANNEL_AXIS_HINT,
+                        ),
+                        (
                             torch.cat(features[1:], dim=1),
                             "missing_block_input",
                             width + "You left out the block's input x_0: the block returns "
@@ -1194,26 +1310,49 @@ def _dense_block_config(
 
 # --------------------------------------------------------------------------- transition
 
-_COMPRESSION_CASES = [(15, 0.5), (7, 0.5), (256, 0.5), (10, 0.25), (11, 0.25), (9, 0.25), (12, 1.0)]
+# (100, 0.29): 0.29 * 100 is 28.999999999999996 in floating point, and floor(theta*m) = 29.
+_COMPRESSION_CASES = [
+    (15, 0.5),
+    (7, 0.5),
+    (256, 0.5),
+    (10, 0.25),
+    (11, 0.25),
+    (9, 0.25),
+    (12, 1.0),
+    (100, 0.29),
+]
+
+# What the chapter on transitions teaches (and densenet_edu.compressed_channels does).
+_ROUND_DOWN = (
+    "round down, after rounding away floating-point error: "
+    "math.floor(round(theta * m, 9)), or densenet_edu.compressed_channels(m, theta)."
+)
 
 _COMPRESSION_MISTAKES: list[tuple[Callable[[int, float], int], str, str]] = [
     (
         lambda m, t: math.ceil(t * m),
         "compression_ceil",
-        "You rounded up. The paper's transition outputs floor(theta*m) maps: round down "
-        "(math.floor or int()).",
+        "You rounded up. The paper's transition outputs floor(theta*m) maps: " + _ROUND_DOWN,
     ),
     (
         lambda m, t: round(t * m),
         "compression_round",
         "You rounded to the nearest integer. The paper's transition outputs floor(theta*m) "
-        "maps: round down (math.floor or int()).",
+        "maps: " + _ROUND_DOWN,
     ),
     (
         lambda m, t: math.floor(t * m + 0.5),
         "compression_round",
         "You rounded to the nearest integer. The paper's transition outputs floor(theta*m) "
-        "maps: round down (math.floor or int()).",
+        "maps: " + _ROUND_DOWN,
+    ),
+    (
+        lambda m, t: math.floor(t * m),
+        "compression_float_error",
+        "You took the floor of the floating-point product: 0.29 * 100 is 28.999999999999996 "
+        "in binary floating point, so math.floor (and int()) gives 28 where floor(theta*m) is "
+        "29. Round away the floating-point error before the floor: "
+        "math.floor(round(theta * m, 9)), or use densenet_edu.compressed_channels(m, theta).",
     ),
     (
         lambda m, t: m,
@@ -1324,6 +1463,8 @@ def _transition_config(
         expected = F.avg_pool2d(c, 2, 2)
 
         if error is not None or not _close(out, expected):
+            if not training and error is None:
+                _check_deterministic(lambda inputs=inputs: learner(inputs[0]), out, "transition")
             out_tensor = _as_tensor(out)
             got = _shape(out_tensor) if out_tensor is not None else "no tensor"
             stages = [
@@ -1331,6 +1472,15 @@ def _transition_config(
                     "The input of norm",
                     x,
                     rec.inputs.get("norm"),
+                    [
+                        (
+                            F.relu(x),
+                            "relu_before_bn",
+                            "You applied the ReLU before norm (ReLU -> BN -> conv). A "
+                            "transition is BN -> ReLU -> 1x1 conv -> 2x2 average pool: "
+                            "normalise first, then rectify.",
+                        )
+                    ],
                     not_reached="norm is never used: a transition starts with BN -> ReLU.",
                 ),
                 _Stage(
@@ -1521,6 +1671,16 @@ def _compare_121(model: nn.Module, reference: nn.Module, generator: torch.Genera
                         "64x64 image becomes 16x16 before the first block.",
                     ),
                     (
+                        F.max_pool2d(F.relu(conv), 3, 2),
+                        "stem_pool_padding",
+                        "Your stem's max pool has no padding: a 3x3 pool with stride 2 turns the "
+                        f"{conv.shape[-1]}x{conv.shape[-1]} map into "
+                        f"{(conv.shape[-1] - 3) // 2 + 1}x{(conv.shape[-1] - 3) // 2 + 1} "
+                        f"instead of {stem.shape[-1]}x{stem.shape[-1]}. Use "
+                        "nn.MaxPool2d(3, stride=2, padding=1), as torchvision does (Table 1: "
+                        "112x112 -> 56x56).",
+                    ),
+                    (
                         F.avg_pool2d(F.relu(conv), 3, 2, 1),
                         "stem_avg_pool",
                         "Your stem uses average pooling; Table 1's stem uses a 3x3 *max* pool "
@@ -1606,4 +1766,6 @@ def _compare_121(model: nn.Module, reference: nn.Module, generator: torch.Genera
                 ],
             )
         )
+    if error is None and not _close(_as_tensor(out), logits):
+        _check_deterministic(lambda: model(x.clone()), out, "model")
     _walk(stages, error, "running your DenseNet-121 on a 1x3x64x64 image")

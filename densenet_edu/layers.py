@@ -87,6 +87,19 @@ class DenseLayer(nn.Module):
             self.relu2 = nn.ReLU(inplace=True)
             self.conv2 = nn.Conv2d(width, growth_rate, 3, padding=1, bias=False)
 
+    def composite_function(self, features: Sequence[Tensor]) -> Tensor:
+        """H_l on the list [x_0, ..., x_{l-1}], the plain way: what ``forward`` computes
+        when ``memory_efficient`` is off (dropout aside).
+
+        DenseNet-B: concat -> BN -> ReLU -> 1x1 conv -> BN -> ReLU -> 3x3 conv.
+        Plain DenseNet: concat -> BN -> ReLU -> 3x3 conv.
+        """
+        x = torch.cat(list(features), dim=1)
+        out = self.conv1(self.relu1(self.norm1(x)))
+        if self.bottleneck:
+            out = self.conv2(self.relu2(self.norm2(out)))
+        return out
+
     def concat_norm_conv(self, *features: Tensor) -> Tensor:
         """concat -> BN -> ReLU -> conv1: the part that reads every earlier feature map."""
         x = torch.cat(features, dim=1)
@@ -128,10 +141,10 @@ class DenseLayer(nn.Module):
                     use_reentrant=False,
                     context_fn=lambda: (nullcontext(), self._recomputation()),
                 )
+            if self.bottleneck:
+                out = self.conv2(self.relu2(self.norm2(out)))
         else:
-            out = self.concat_norm_conv(*features)
-        if self.bottleneck:
-            out = self.conv2(self.relu2(self.norm2(out)))
+            out = self.composite_function(features)
         if self.drop_rate > 0:
             out = F.dropout(out, p=self.drop_rate, training=self.training)
         return out

@@ -21,9 +21,11 @@ from torch import Tensor, nn
 from densenet_edu.errors import WeightsError
 
 __all__ = [
+    "LEGACY_KEY",
     "WEIGHTS_URLS",
     "convert_legacy_keys",
     "load_torchvision_weights",
+    "mismatch_report",
     "resolve_weights",
 ]
 
@@ -36,8 +38,9 @@ WEIGHTS_URLS: dict[str, str] = {
     "densenet201": "https://download.pytorch.org/models/densenet201-c1103571.pth",
 }
 
-# "features.denseblock1.denselayer1.norm.1.weight" -> "...denselayer1.norm1.weight"
-_LEGACY_KEY = re.compile(
+#: A 2017-style dense-layer key, e.g. "features.denseblock1.denselayer1.norm.1.weight":
+#: group 1 ends with the module name ("...denselayer1.norm"), group 2 is "1.weight".
+LEGACY_KEY = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
 )
 
@@ -52,7 +55,7 @@ def convert_legacy_keys(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     for key, value in state_dict.items():
         if key.startswith("module."):
             key = key[len("module.") :]
-        match = _LEGACY_KEY.match(key)
+        match = LEGACY_KEY.match(key)
         if match:
             key = match.group(1) + match.group(2)
         converted[key] = value
@@ -95,12 +98,14 @@ def load_torchvision_weights(
         if tuple(state_dict[k].shape) != tuple(target[k].shape)
     )
     if missing or unexpected or wrong_shape:
-        raise WeightsError(_mismatch_message(missing, unexpected, wrong_shape))
+        raise WeightsError(mismatch_report(missing, unexpected, wrong_shape))
     model.load_state_dict(state_dict, strict=True)
     return model
 
 
-def _mismatch_message(missing: list[str], unexpected: list[str], wrong_shape: list[str]) -> str:
+def mismatch_report(missing: list[str], unexpected: list[str], wrong_shape: list[str]) -> str:
+    """The message of the WeightsError for keys that do not fit: at most ten of each kind."""
+
     def section(title: str, items: list[str], limit: int = 10) -> str:
         if not items:
             return ""

@@ -28,6 +28,10 @@ from book_build import ROOT, built_page, toc_files
 # ----------------------------------------------------------------------------- helpers
 
 
+def _phrases(phrase: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (phrase,) if isinstance(phrase, str) else phrase
+
+
 def assert_fails_with(result: CheckResult, mistake: str, *phrases: str) -> None:
     assert not result, f"expected a failure, got: {result}"
     assert result.mistake == mistake, str(result)
@@ -249,6 +253,25 @@ class InPlaceLayer(Layer):
         return torch.cat(features, dim=1)
 
 
+class BatchAxisConcatLayer(Layer):
+    def join(self, features):
+        return torch.cat(features, dim=0)
+
+
+class ReluBeforeNormLayer(Layer):
+    def forward(self, features):
+        x = self.conv1(self.norm1(torch.relu(self.join(features))))
+        return self.conv2(torch.relu(self.norm2(x)))
+
+
+class TensorForwardLayer(Layer):
+    """forward written for one tensor: norm1 receives the list itself."""
+
+    def forward(self, x):
+        x = self.conv1(torch.relu(self.norm1(x)))
+        return self.conv2(torch.relu(self.norm2(x)))
+
+
 class DoubleNormLayer(Layer):
     def forward(self, features):
         self.norm1(self.join(features))
@@ -278,11 +301,14 @@ def test_a_correct_learner_layer_passes():
         (DetachingLayer, "no_gradient", "receives no gradient"),
         (InPlaceLayer, "modified_input", "in place"),
         (DoubleNormLayer, "wrong_running_stats", "exactly once"),
+        (BatchAxisConcatLayer, "concat_wrong_dim", ("dimension 0", "torch.cat(features, dim=1)")),
+        (ReluBeforeNormLayer, "relu_before_bn", ("ReLU before norm1", "BN -> ReLU -> conv")),
+        (TensorForwardLayer, "list_not_concatenated", ("*list* of feature maps", "torch.cat")),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else None,
 )
 def test_dense_layer_mistakes_are_named(cls, mistake, phrase):
-    assert_fails_with(check_dense_layer(cls), mistake, phrase)
+    assert_fails_with(check_dense_layer(cls), mistake, *_phrases(phrase))
 
 
 def test_norm1_on_the_last_feature_quotes_both_channel_counts():
@@ -364,6 +390,29 @@ class LastOnlyBlock(Block):
         return features[-1]
 
 
+class ShortcutOutputBlock(Block):
+    """Adds the block input x_0 to every new feature map, like a ResNet shortcut."""
+
+    def join(self, features):
+        x0 = features[0]
+        return torch.cat([x0] + [f + x0 for f in features[1:]], dim=1)
+
+
+class ShortcutLayerBlock(Block):
+    """Adds x_0 to each layer's output before the next layer reads it."""
+
+    def forward(self, x):
+        features = [x]
+        for layer in self.values():
+            features.append(layer(features) + x)
+        return torch.cat(features, dim=1)
+
+
+class BatchAxisBlock(Block):
+    def join(self, features):
+        return torch.cat(features, dim=0)
+
+
 class ListBlock(nn.Module):
     def __init__(self, num_layers, in_channels, growth_rate, bn_size=4):
         super().__init__()
@@ -397,11 +446,14 @@ def test_a_block_that_concatenates_as_it_goes_passes():
         (NewFeaturesOnlyBlock, "missing_block_input", "left out the block's input"),
         (LastOnlyBlock, "only_last_layer", "only the last layer's output"),
         (ListBlock, "wrong_key_names", "'layers.0' -> 'denselayer1'"),
+        (ShortcutOutputBlock, "adds_block_input", "added the block's input x_0"),
+        (ShortcutLayerBlock, "adds_block_input", "denselayer2 received x_0 added"),
+        (BatchAxisBlock, "concat_wrong_dim", ("dimension 0", "dim=1")),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else None,
 )
 def test_dense_block_mistakes_are_named(cls, mistake, phrase):
-    assert_fails_with(check_dense_block(cls), mistake, phrase)
+    assert_fails_with(check_dense_block(cls), mistake, *_phrases(phrase))
 
 
 def test_a_wrong_block_width_is_reported_with_the_arithmetic():
@@ -425,7 +477,8 @@ class Trans(nn.Module):
 
     @staticmethod
     def out_channels(m, theta):
-        return math.floor(theta * m)
+        # Rounded first: 0.29 * 100 is 28.999999999999996 in floating point.
+        return math.floor(round(theta * m, 9))
 
     def forward(self, x):
         return self.pool(self.conv(torch.relu(self.norm(x))))
@@ -454,6 +507,31 @@ class RoundTrans(Trans):
     @staticmethod
     def out_channels(m, theta):
         return round(theta * m)
+
+
+class FloatFloorTrans(Trans):
+    @staticmethod
+    def out_channels(m, theta):
+        return math.floor(theta * m)
+
+
+class IntTrans(Trans):
+    @staticmethod
+    def out_channels(m, theta):
+        return int(theta * m)
+
+
+class ReluBeforeNormTrans(Trans):
+    def forward(self, x):
+        return self.pool(self.conv(self.norm(torch.relu(x))))
+
+
+class EvalDropoutTrans(Trans):
+    """Dropout with F.dropout's default training=True: still on after .eval()."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return nn.functional.dropout(out, p=0.5) if not self.training else out
 
 
 class HalvingTrans(Trans):
@@ -514,11 +592,26 @@ def test_a_transition_that_pools_before_its_1x1_conv_passes():
         (CeilModeTrans, "ceil_mode", "ceil_mode=True"),
         (BiasTrans, "bias_on_conv", "bias=False"),
         (RenamedTrans, "wrong_key_names", "'bn' -> 'norm'"),
+        (FloatFloorTrans, "compression_float_error", ("28.999999999999996", "round(theta * m, 9)")),
+        (IntTrans, "compression_float_error", ("int()", "gives 28")),
+        (ReluBeforeNormTrans, "relu_before_bn", ("ReLU before norm", "BN -> ReLU")),
+        (EvalDropoutTrans, "dropout_in_eval", ("eval mode", "training=self.training")),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else None,
 )
 def test_transition_mistakes_are_named(cls, mistake, phrase):
-    assert_fails_with(check_transition(cls), mistake, phrase)
+    assert_fails_with(check_transition(cls), mistake, *_phrases(phrase))
+
+
+def test_the_float_error_case_is_checked_and_the_advice_matches_the_chapter():
+    message = check_transition(FloatFloorTrans).message
+    assert "in_channels=100 and compression=0.29 your transition outputs 28 channels" in message
+    assert "= 29" in message
+    # The advice for rounding mistakes is the chapter's recipe, not a bare floor or int().
+    for cls in (CeilTrans, RoundTrans):
+        advice = check_transition(cls).message
+        assert "math.floor(round(theta * m, 9))" in advice
+        assert "math.floor or int()" not in advice
 
 
 def test_rounding_up_is_shown_on_an_odd_channel_count():
@@ -534,6 +627,20 @@ class NoFinalReluDenseNet(DenseNet):
     def forward(self, x):
         out = nn.functional.adaptive_avg_pool2d(self.features(x), 1)
         return self.classifier(out.flatten(1))
+
+
+class EvalDropoutDenseNet(DenseNet):
+    """Dropout before the classifier with F.dropout's default training=True."""
+
+    def forward(self, x):
+        out = nn.functional.adaptive_avg_pool2d(torch.relu(self.features(x)), 1).flatten(1)
+        return self.classifier(nn.functional.dropout(out, p=0.2))
+
+
+def _stem_pool_without_padding() -> nn.Module:
+    model = densenet121()
+    model.features.pool0 = nn.MaxPool2d(3, stride=2)
+    return model
 
 
 def _with_max_pool_in_transition2() -> nn.Module:
@@ -563,11 +670,21 @@ def test_the_reference_densenet121_passes_and_a_passed_model_is_left_unchanged()
         (lambda: NoFinalReluDenseNet(), "missing_final_relu", "no ReLU between norm5"),
         (lambda: DenseNet(block_config=(6, 12, 23, 16)), "wrong_num_layers", "denseblock3"),
         (lambda: DenseNet(growth_rate=24), "wrong_shape", "growth rate is k = 32"),
+        (lambda: EvalDropoutDenseNet(), "dropout_in_eval", ("eval mode", "training=self.training")),
+        (_stem_pool_without_padding, "stem_pool_padding", ("no padding", "padding=1")),
     ],
-    ids=["max-pool-transition", "no-stem-pool", "no-final-relu", "23-layers", "k24"],
+    ids=[
+        "max-pool-transition",
+        "no-stem-pool",
+        "no-final-relu",
+        "23-layers",
+        "k24",
+        "dropout-in-eval",
+        "stem-pool-no-padding",
+    ],
 )
 def test_densenet121_mistakes_name_the_first_stage_that_differs(factory, mistake, phrase):
-    assert_fails_with(check_densenet121(factory), mistake, phrase)
+    assert_fails_with(check_densenet121(factory), mistake, *_phrases(phrase))
 
 
 # ----------------------------------------------------------------------------- practice notebooks
