@@ -1,4 +1,4 @@
-# Two commands do everything (see README): `make book` and `make test`.
+# Three commands do everything (see README): `make book`, `make live` and `make test`.
 # Each sets itself up first; set-up is skipped when nothing changed since the last run.
 
 PYTHON ?= python3
@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BOOK_FLAGS := -W -n --keep-going
 
-.PHONY: all setup setup-browser book test test-package lint gpu-check clean
+.PHONY: all setup setup-browser setup-live book live test test-package lint gpu-check clean
 
 all: test
 
@@ -25,10 +25,20 @@ setup: $(STAMP)
 setup-browser: $(STAMP)
 	@bash scripts/setup_system.sh --browser
 
+# Thebe (npm) for `make live`, vendored once into .vendor/ (scripts/live.py keeps the stamp).
+setup-live: $(STAMP)
+	@ls .vendor/thebe-*/.complete >/dev/null 2>&1 || bash scripts/setup_system.sh --live
+	@$(BIN)/python scripts/live.py --fetch-only
+
 # --- the book -----------------------------------------------------------------------
 # Progress bars print one final line in the static pages (densenet_edu/progress.py).
 book: setup
 	DENSENET_EDU_STATIC_PROGRESS=1 $(BIN)/jupyter-book build $(BOOK_FLAGS) .
+
+# The built book with a "Run live" button on chapter pages: cells run on a local kernel
+# (127.0.0.1, fresh token). Builds the book first when a chapter is newer than its page.
+live: setup setup-live
+	@$(BIN)/python scripts/live.py
 
 # --- tests --------------------------------------------------------------------------
 lint: $(STAMP)
@@ -39,7 +49,7 @@ lint: $(STAMP)
 test-package: setup
 	$(BIN)/python -m pytest -q -m "not book"
 
-test: setup-browser lint book
+test: setup-browser setup-live lint book
 	$(BIN)/python -m pytest -q
 
 # A machine with a GPU: the suite on CUDA plus autocast / channels_last checks (< 5 min).

@@ -13,7 +13,7 @@ from densenet_edu.analysis import (
     trace_shapes,
 )
 from densenet_edu.errors import InputShapeError, WeightsError
-from densenet_edu.fast import FastDenseNet, optimize_for_inference
+from densenet_edu.fast import FastDenseBlock, FastDenseNet, optimize_for_inference
 from densenet_edu.layers import DenseBlock, DenseLayer, Transition, compressed_channels
 from densenet_edu.model import (
     ARCHITECTURES,
@@ -35,6 +35,7 @@ __all__ = [
     "DenseBlock",
     "DenseLayer",
     "DenseNet",
+    "FastDenseBlock",
     "FastDenseNet",
     "InputShapeError",
     "Transition",

@@ -18,8 +18,12 @@ Sections:
   each configuration runs in a *fresh* Python process, which reports how far its
   resident anonymous memory (sampled every millisecond) rises during one training step;
   on CUDA the caching allocator's peak (``torch.cuda.max_memory_allocated``). Both also
-  report the bytes of tensors saved for backward
-  (``torch.autograd.graph.saved_tensors_hooks``), exact and independent of the allocator.
+  report the bytes saved for backward: distinct storages, parameters and buffers
+  excluded, exact and independent of the allocator.
+
+The definitions of these quantities (median time, peak memory growth, saved for
+backward) and the tools that measure them live in :mod:`densenet_edu.measure`, shared
+with the book.
 
 On a GPU the eval and training sections add autocast (bfloat16 / float16) variants.
 """
@@ -30,11 +34,8 @@ import argparse
 import copy
 import json
 import platform
-import resource
-import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -47,18 +48,24 @@ from torch import nn
 
 import densenet_edu as de
 from densenet_edu.fast import optimize_for_inference
+from densenet_edu.measure import (
+    calibrate_batchnorm,
+    make_train_step,
+    medians,
+    peak_memory_growth,
+    saved_tensor_bytes,
+    time_interleaved,
+)
 from densenet_edu.progress import progress_bar
 
 __all__ = [
     "BenchConfig",
     "Result",
-    "calibrate_batchnorm",
     "main",
-    "make_train_step",
+    "markdown_table",
     "measure_training_memory",
     "run",
-    "saved_tensor_bytes",
-    "time_interleaved",
+    "write_report",
 ]
 
 
@@ -116,66 +123,7 @@ class Result:
     note: str = ""
 
 
-# --- timing --------------------------------------------------------------------------
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_interleaved(
-    contenders: dict[str, Callable[[], Any]],
-    repeats: int,
-    warmup: int,
-    device: torch.device | str = "cpu",
-    desc: str = "",
-) -> dict[str, list[float]]:
-    """Seconds per call of each contender, running them in turn: A, B, C, then B, C, A, ...
-
-    ``warmup`` untimed rounds come first (one-off costs: allocator, oneDNN primitive
-    caches, compilation). Interleaving spreads any change in machine load over all
-    contenders instead of penalising whichever ran during a busy spell, and rotating
-    the order each round spreads position effects too (on CPU we measured the first
-    contender of a round running up to 10% slower than the others).
-    """
-    device = torch.device(device)
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    names = list(contenders)
-    rounds = progress_bar(range(warmup + repeats), desc=desc or "timing", leave=True)
-    for r in rounds:
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
-            fn = contenders[name]
-            _sync(device)
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            if r >= warmup:
-                times[name].append(time.perf_counter() - start)
-    rounds.close()
-    return times
-
-
 # --- models --------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def calibrate_batchnorm(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """Set every BatchNorm's running statistics from one forward pass on ``x`` (in place).
-
-    Randomly initialised models have mean 0 / variance 1 statistics, so in eval mode
-    activations drift in scale from layer to layer; calibrated statistics keep them
-    realistic (and make BatchNorm folding non-trivial). Returns the model in eval mode.
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.momentum = 1.0  # the running statistics become this batch's statistics
-    model.train()(x)
-    for m, momentum in zip(norms, momenta, strict=True):
-        m.momentum = momentum
-    return model.eval()
 
 
 def _models_121(device: torch.device) -> tuple[nn.Module, nn.Module]:
@@ -240,28 +188,6 @@ def _autocast(device: torch.device, dtype: torch.dtype, fn: Callable[[], Any]) -
     return run
 
 
-def make_train_step(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    autocast_dtype: torch.dtype | None = None,
-) -> Callable[[], None]:
-    """One SGD step (Nesterov, as in the paper); autocast covers forward and loss only."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
-    model.train()
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(
-            x.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
-        ):
-            loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-
-    return step
-
-
 def bench_train_121(cfg: BenchConfig) -> list[Result]:
     """One SGD step of DenseNet-121: torchvision vs densenet_edu, plain and memory-efficient."""
     device = torch.device(cfg.device)
@@ -320,36 +246,17 @@ def _set_memory_efficient(model: nn.Module, on: bool) -> None:
             m.memory_efficient = on
 
 
-def saved_tensor_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """Bytes of the tensors autograd saves for backward in one training forward pass.
-
-    Counts every saved tensor once per save (two saves of one tensor count twice, an
-    upper bound on the storage actually held), with ``saved_tensors_hooks``.
-    """
-    total = 0
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model.train()(x).sum()
-    return total
-
-
 def measure_training_memory(
     memory_efficient: bool, batch: int, device: str, depth: int = 100
 ) -> dict[str, int]:
     """Peak memory of one CIFAR DenseNet-BC-100 training step, in this process.
 
-    CPU: the peak of the process's resident *anonymous* memory during the step (sampled
-    every millisecond from /proc/self/statm) minus its value just before, once the model,
-    data, gradients and optimizer state exist: the memory of activations and backward
-    temporaries. Run it in a fresh process (see :func:`bench_memory`) so that memory
-    freed by earlier work in the process cannot be reused and hide the growth. CUDA: the
-    allocator's peak above what was allocated before the step. Also returns
-    :func:`saved_tensor_bytes`.
+    ``peak_bytes``: :func:`densenet_edu.measure.peak_memory_growth` of one training step,
+    measured once the model, data, gradients and optimizer state exist, so it is the
+    memory of activations and backward temporaries. On the CPU, run it in a fresh
+    process (see :func:`bench_memory`) so that memory freed by earlier work in the
+    process cannot be reused and hide the growth. ``saved_bytes``:
+    :func:`densenet_edu.measure.saved_tensor_bytes` of the same forward pass.
     """
     dev = torch.device(device)
     model = _cifar_model(memory_efficient, dev, depth).train()
@@ -358,65 +265,15 @@ def measure_training_memory(
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
 
     def step(n: int) -> None:
+        # Gradients are zeroed, not freed, so the measured step allocates none of them.
         optimizer.zero_grad(set_to_none=False)
         F.cross_entropy(model(x[:n]), y[:n]).backward()
         optimizer.step()
 
     step(1)  # creates gradients and momentum buffers with a small peak
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        before = torch.cuda.memory_allocated(dev)
-        step(batch)
-        torch.cuda.synchronize(dev)
-        peak = torch.cuda.max_memory_allocated(dev) - before
-    else:
-        before = _anonymous_rss_bytes()
-        with _PeakSampler() as sampler:
-            step(batch)
-        peak = sampler.peak - before
+    peak = peak_memory_growth(lambda: step(batch), dev)
     saved = saved_tensor_bytes(model, x)
     return {"peak_bytes": int(peak), "saved_bytes": int(saved)}
-
-
-def _anonymous_rss_bytes() -> int:
-    """Resident anonymous memory now (tensors, heap), from /proc/self/statm (Linux).
-
-    ``resident - shared`` leaves out file-backed pages such as torch's own libraries,
-    which the kernel may drop and reload at any time under memory pressure.
-    """
-    fields = Path("/proc/self/statm").read_text().split()
-    return (int(fields[1]) - int(fields[2])) * resource.getpagesize()
-
-
-class _PeakSampler:
-    """Samples :func:`_anonymous_rss_bytes` every ``interval`` seconds in a thread.
-
-    The kernel's own high-water mark (``ru_maxrss``) counts file-backed pages too and
-    only ever rises, so a step that peaks below an earlier peak would be invisible.
-    Sampling misses spikes shorter than ``interval``; a training step's activations
-    stay allocated for the whole backward pass, far longer.
-    """
-
-    def __init__(self, interval: float = 0.001) -> None:
-        self.interval = interval
-        self.peak = _anonymous_rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _anonymous_rss_bytes())
-            time.sleep(self.interval)
-
-    def __enter__(self) -> _PeakSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _anonymous_rss_bytes())
 
 
 def bench_memory(cfg: BenchConfig) -> list[Result]:
@@ -449,10 +306,10 @@ def _results(
     times: dict[str, list[float]],
     reference: str | None = None,
 ) -> list[Result]:
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    tv = medians.get("torchvision eager")
-    tv_cl = medians.get("torchvision channels_last")
-    ref = medians.get(reference) if reference else None
+    median = medians(times)
+    tv = median.get("torchvision eager")
+    tv_cl = median.get("torchvision channels_last")
+    ref = median.get(reference) if reference else None
     return [
         Result(
             section,
@@ -465,7 +322,7 @@ def _results(
             vs_torchvision_cl=tv_cl / m if tv_cl else None,
             vs_reference=m / ref if ref else None,
         )
-        for name, m in medians.items()
+        for name, m in median.items()
     ]
 
 

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FastDenseNet", "fold_batchnorm", "optimize_for_inference"]
+__all__ = ["FastDenseBlock", "FastDenseNet", "fold_batchnorm", "optimize_for_inference"]
 
 
 def fold_batchnorm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
@@ -128,14 +128,32 @@ class _FastDenseLayer(nn.Module):
         return out
 
 
-class _FastDenseBlock(nn.Module):
-    """A dense block writing into one preallocated buffer (Eq. 2 without ``torch.cat``).
+class FastDenseBlock(nn.Module):
+    """An eval-only dense block writing into one preallocated buffer (Eq. 2 without ``torch.cat``).
+
+    The block allocates a tensor of its final width once; layer l reads the first
+    ``c_l`` channels (a view, no copy) and writes its k new maps right after them, so
+    every feature map is written once: linear in depth, where concatenating in every
+    layer copies quadratically many bytes. Each layer's BatchNorm after ``conv1`` is
+    folded into it (:func:`fold_batchnorm`), the one before it is a fixed scale and shift.
+
+    Args:
+        block: a dense block of ``densenet_edu`` (:class:`densenet_edu.DenseBlock`) or
+            torchvision; it is copied, not modified, and its BatchNorm running
+            statistics are used.
+        channels_last: allocate the buffer in NHWC order (``FastDenseNet`` does this
+            and converts its weights to match).
 
     Shapes: (N, c_0, H, W) -> (N, c_0 + L * k, H, W).
     """
 
-    def __init__(self, block: nn.Module, channels_last: bool) -> None:
+    def __init__(self, block: nn.Module, channels_last: bool = False) -> None:
         super().__init__()
+        if not isinstance(block, nn.Module) or not _is_dense_block(block):
+            raise TypeError(
+                "FastDenseBlock expects a dense block (a module whose children are dense "
+                f"layers with norm1 and conv1), got {type(block).__name__}"
+            )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.layers = nn.ModuleList(_FastDenseLayer(layer) for layer in _dense_layers(block))
         self.in_channels = self.layers[0].in_channels
@@ -195,7 +213,7 @@ class FastDenseNet(nn.Module):
                 i += 2
                 continue
             if _is_dense_block(module):
-                stages.append(_FastDenseBlock(module, channels_last))
+                stages.append(FastDenseBlock(module, channels_last))
             elif _is_transition(module):
                 stages.append(_FastTransition(module))
             elif isinstance(module, nn.BatchNorm2d):  # norm5: BN-ReLU before pooling

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,28 @@ from torch.utils.checkpoint import checkpoint
 
 from densenet_edu.errors import check_feature_maps
 
-__all__ = ["DenseLayer", "DenseBlock", "Transition", "compressed_channels"]
+__all__ = [
+    "DROPOUT_PLACEMENTS",
+    "DenseBlock",
+    "DenseLayer",
+    "DropoutPlacement",
+    "Transition",
+    "compressed_channels",
+]
+
+#: Where dropout goes when ``drop_rate > 0`` (dropout has no parameters, so the choice
+#: never changes the ``state_dict``):
+#:
+#: - ``"torchvision"``: once per dense layer, on its k new maps (after the 3x3 conv);
+#:   torchvision's placement and the default of the ImageNet models (densenet121, ...).
+#: - ``"paper"``: after every convolution except the first (Section 4.2): the bottleneck
+#:   1x1, the 3x3 and each transition's 1x1. The authors' Lua Torch code does exactly
+#:   this (liuzhuang13/DenseNet, ``models/DenseConnectLayer.lua``:
+#:   ``DenseConnectLayerStandard`` adds ``nn.Dropout(opt.dropRate)`` after both convs;
+#:   ``models/densenet.lua``: ``addTransition`` adds one after the 1x1 conv, before the
+#:   pooling). The default of ``densenet_cifar``.
+DropoutPlacement = Literal["torchvision", "paper"]
+DROPOUT_PLACEMENTS: tuple[str, ...] = ("torchvision", "paper")
 
 
 class DenseLayer(nn.Module):
@@ -42,10 +64,12 @@ class DenseLayer(nn.Module):
         in_channels: channels of the concatenated input, k0 + k * (l - 1) for layer l.
         growth_rate: k, the number of feature maps this layer adds.
         bn_size: bottleneck width as a multiple of k (the paper uses 4).
-        drop_rate: dropout probability on the new features (0 disables it).
+        drop_rate: dropout probability (0 disables it).
         bottleneck: use the 1x1 bottleneck (DenseNet-B) or not.
         memory_efficient: recompute concat + BN + ReLU + conv1 in the backward pass
             instead of storing it (Pleiss et al., 2017), trading compute for memory.
+        dropout_placement: ``"torchvision"`` drops out the k new maps only; ``"paper"``
+            also the bottleneck's 1x1 output (see :data:`DropoutPlacement`).
 
     Shapes:
         input: a tensor (N, in_channels, H, W) or a sequence of tensors
@@ -61,16 +85,19 @@ class DenseLayer(nn.Module):
         drop_rate: float = 0.0,
         bottleneck: bool = True,
         memory_efficient: bool = False,
+        dropout_placement: DropoutPlacement = "torchvision",
     ) -> None:
         super().__init__()
         _check_positive_int("in_channels", in_channels)
         _check_positive_int("growth_rate", growth_rate)
         _check_positive_int("bn_size", bn_size)
         _check_drop_rate(drop_rate)
+        _check_dropout_placement(dropout_placement)
         self.in_channels = in_channels
         self.growth_rate = growth_rate
         self.bottleneck = bottleneck
         self.drop_rate = float(drop_rate)
+        self.dropout_placement = dropout_placement
         self.memory_efficient = memory_efficient
         self._recomputing = False
 
@@ -89,15 +116,22 @@ class DenseLayer(nn.Module):
 
     def composite_function(self, features: Sequence[Tensor]) -> Tensor:
         """H_l on the list [x_0, ..., x_{l-1}], the plain way: what ``forward`` computes
-        when ``memory_efficient`` is off (dropout aside).
+        when ``memory_efficient`` is off, before the dropout on the new maps.
 
-        DenseNet-B: concat -> BN -> ReLU -> 1x1 conv -> BN -> ReLU -> 3x3 conv.
+        DenseNet-B: concat -> BN -> ReLU -> 1x1 conv -> BN -> ReLU -> 3x3 conv (with the
+        paper's dropout placement, dropout after the 1x1 conv too).
         Plain DenseNet: concat -> BN -> ReLU -> 3x3 conv.
         """
         x = torch.cat(list(features), dim=1)
         out = self.conv1(self.relu1(self.norm1(x)))
         if self.bottleneck:
-            out = self.conv2(self.relu2(self.norm2(out)))
+            out = self.conv2(self.relu2(self.norm2(self.dropout_after_bottleneck(out))))
+        return out
+
+    def dropout_after_bottleneck(self, out: Tensor) -> Tensor:
+        """Dropout on the 1x1 bottleneck's output: only with the paper's placement."""
+        if self.dropout_placement == "paper" and self.drop_rate > 0:
+            out = F.dropout(out, p=self.drop_rate, training=self.training)
         return out
 
     def concat_norm_conv(self, *features: Tensor) -> Tensor:
@@ -142,7 +176,7 @@ class DenseLayer(nn.Module):
                     context_fn=lambda: (nullcontext(), self._recomputation()),
                 )
             if self.bottleneck:
-                out = self.conv2(self.relu2(self.norm2(out)))
+                out = self.conv2(self.relu2(self.norm2(self.dropout_after_bottleneck(out))))
         else:
             out = self.composite_function(features)
         if self.drop_rate > 0:
@@ -186,6 +220,7 @@ class DenseBlock(nn.ModuleDict):
         drop_rate: float = 0.0,
         bottleneck: bool = True,
         memory_efficient: bool = False,
+        dropout_placement: DropoutPlacement = "torchvision",
     ) -> None:
         super().__init__()
         _check_positive_int("num_layers", num_layers)
@@ -201,6 +236,7 @@ class DenseBlock(nn.ModuleDict):
                 drop_rate=drop_rate,
                 bottleneck=bottleneck,
                 memory_efficient=memory_efficient,
+                dropout_placement=dropout_placement,
             )
             self.add_module(f"denselayer{i + 1}", layer)
 
@@ -227,18 +263,23 @@ class Transition(nn.Sequential):
 
     BN -> ReLU -> 1x1 conv (floor(theta * m) maps) -> 2x2 average pool, stride 2.
 
+    ``drop_rate > 0`` adds dropout after the conv, before the pool, as the authors' code
+    does with the paper's placement (``DenseNet`` passes it only for ``"paper"``).
+
     Shapes:
         input: (N, in_channels, H, W)
         output: (N, floor(compression * in_channels), H // 2, W // 2)
     """
 
-    def __init__(self, in_channels: int, compression: float = 0.5) -> None:
+    def __init__(self, in_channels: int, compression: float = 0.5, drop_rate: float = 0.0) -> None:
         _check_positive_int("in_channels", in_channels)
+        _check_drop_rate(drop_rate)
         out_channels = compressed_channels(in_channels, compression)
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.compression = compression
+        self.drop_rate = float(drop_rate)
         self.norm = nn.BatchNorm2d(in_channels)
         self.relu = nn.ReLU(inplace=True)
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
@@ -246,7 +287,10 @@ class Transition(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:
         check_feature_maps([x], self.in_channels, type(self).__name__, min_size=2)
-        return super().forward(x)
+        out = self.conv(self.relu(self.norm(x)))
+        if self.drop_rate > 0:
+            out = F.dropout(out, p=self.drop_rate, training=self.training)
+        return self.pool(out)
 
 
 def _any_requires_grad(tensors: Sequence[Tensor]) -> bool:
@@ -261,6 +305,14 @@ def _check_positive_int(name: str, value: object) -> None:
 def _check_drop_rate(drop_rate: object) -> None:
     if not isinstance(drop_rate, (int, float)) or not 0.0 <= drop_rate < 1.0:
         raise ValueError(f"drop_rate must be a probability in [0, 1), got {drop_rate!r}")
+
+
+def _check_dropout_placement(placement: object) -> None:
+    if placement not in DROPOUT_PLACEMENTS:
+        raise ValueError(
+            f"dropout_placement must be 'torchvision' (once per dense layer) or 'paper' "
+            f"(after every conv but the first, Section 4.2), got {placement!r}"
+        )
 
 
 def _check_compression(compression: object) -> None:

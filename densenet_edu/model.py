@@ -19,9 +19,11 @@ from torch import Tensor, nn
 from densenet_edu.errors import InputShapeError
 from densenet_edu.layers import (
     DenseBlock,
+    DropoutPlacement,
     Transition,
     _check_compression,
     _check_drop_rate,
+    _check_dropout_placement,
     _check_positive_int,
 )
 
@@ -56,7 +58,8 @@ class DenseNet(nn.Module):
         block_config: number of dense layers in each block.
         num_init_features: k0 of the first block, the stem's output width.
         bn_size: bottleneck width as a multiple of k (4 in the paper).
-        drop_rate: dropout after each dense layer (0.2 in the paper without augmentation).
+        drop_rate: dropout probability (0.2 in the paper without augmentation), applied
+            where ``dropout_placement`` says.
         num_classes: outputs of the classifier.
         compression: theta, the fraction of channels a transition keeps (0.5 for -C/-BC).
         bottleneck: use 1x1 bottleneck convolutions (DenseNet-B).
@@ -64,6 +67,10 @@ class DenseNet(nn.Module):
         in_channels: channels of the input image.
         stem: ``"imagenet"`` (7x7/2 conv, BN, ReLU, 3x3/2 max pool; Table 1) or
             ``"cifar"`` (one 3x3 conv; Section 3 "Implementation Details").
+        dropout_placement: ``"torchvision"`` (default: once per dense layer, after its
+            3x3 conv, as torchvision does) or ``"paper"`` (after every conv except the
+            stem: bottleneck 1x1, 3x3 and transition 1x1; Section 4.2 and the authors'
+            code). No parameters either way: the ``state_dict`` keys do not change.
 
     Shapes:
         input: (N, in_channels, H, W) with H, W >= ``min_input_size``.
@@ -83,10 +90,12 @@ class DenseNet(nn.Module):
         memory_efficient: bool = False,
         in_channels: int = 3,
         stem: Stem = "imagenet",
+        dropout_placement: DropoutPlacement = "torchvision",
     ) -> None:
         super().__init__()
         _check_config(growth_rate, block_config, num_init_features, bn_size, num_classes)
         _check_drop_rate(drop_rate)
+        _check_dropout_placement(dropout_placement)
         _check_compression(compression)
         _check_positive_int("in_channels", in_channels)
         if stem not in ("imagenet", "cifar"):
@@ -103,6 +112,7 @@ class DenseNet(nn.Module):
             memory_efficient=memory_efficient,
             in_channels=in_channels,
             stem=stem,
+            dropout_placement=dropout_placement,
         )
         self.in_channels = in_channels
         self.min_input_size = _min_input_size(stem, len(block_config) - 1)
@@ -130,11 +140,14 @@ class DenseNet(nn.Module):
                 drop_rate=drop_rate,
                 bottleneck=bottleneck,
                 memory_efficient=memory_efficient,
+                dropout_placement=dropout_placement,
             )
             self.features.add_module(f"denseblock{i + 1}", block)
             channels = block.out_channels
             if i != len(block_config) - 1:
-                transition = Transition(channels, compression)
+                # Only the paper's placement drops out after a transition's conv.
+                transition_drop = drop_rate if dropout_placement == "paper" else 0.0
+                transition = Transition(channels, compression, drop_rate=transition_drop)
                 self.features.add_module(f"transition{i + 1}", transition)
                 channels = transition.out_channels
         self.features.add_module("norm5", nn.BatchNorm2d(channels))
@@ -305,12 +318,17 @@ def densenet_cifar(
     compression: float = 0.5,
     num_classes: int = 10,
     drop_rate: float = 0.0,
+    dropout_placement: DropoutPlacement = "paper",
     **kwargs: Any,
 ) -> DenseNet:
     """The paper's CIFAR/SVHN DenseNets (Section 3 "Implementation Details", Table 2).
 
     Three dense blocks of (depth - 4) / 3 layers (/ 6 with bottlenecks), a 3x3 stem
     conv with 16 output channels (2k for DenseNet-BC), for 32x32 inputs.
+
+    Dropout (``drop_rate > 0``, the paper's setting for C10, C100 and SVHN without
+    augmentation) follows the paper by default: after every convolution except the stem
+    (``dropout_placement="paper"``; pass ``"torchvision"`` for once per dense layer).
 
     Examples: ``densenet_cifar(40, 12, bottleneck=False, compression=1)`` is
     "DenseNet (L=40, k=12)"; ``densenet_cifar(100, 12)`` is "DenseNet-BC (L=100, k=12)".
@@ -324,6 +342,7 @@ def densenet_cifar(
         block_config=(n, n, n),
         num_init_features=2 * growth_rate if is_bc else 16,
         drop_rate=drop_rate,
+        dropout_placement=dropout_placement,
         num_classes=num_classes,
         compression=compression,
         bottleneck=bottleneck,

@@ -4,6 +4,10 @@ Defaults follow Section 4.2 of the paper ("Training"): SGD with Nesterov momentu
 (no dampening), weight decay 1e-4, batch size 64, learning rate 0.1 divided by 10 at 50%
 and 75% of the epochs (300 epochs on CIFAR). The default model is DenseNet-BC (L=100, k=12).
 
+The schedule, exactly: with T epochs counted from t = 0, epoch t trains with
+lr * gamma ** (number of milestone fractions f with t >= f * T), so the rate first drops
+in epoch ceil(f * T) (see :func:`milestone_epochs`); for T = 300, in epochs 150 and 225.
+
 From Python::
 
     from densenet_edu.train import TrainConfig, train
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import random
 import sys
@@ -43,6 +48,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from densenet_edu.data import DATASETS, DataError, load_dataset
+from densenet_edu.layers import DROPOUT_PLACEMENTS
 from densenet_edu.model import DenseNet, cifar_layers_per_block, densenet_cifar
 from densenet_edu.progress import progress_bar
 
@@ -52,11 +58,14 @@ __all__ = [
     "CheckpointError",
     "TrainConfig",
     "TrainResult",
+    "TrainStep",
     "build_model",
     "evaluate",
     "load_checkpoint",
     "load_model",
     "main",
+    "milestone_epochs",
+    "mixed_precision",
     "plot_learning_curves",
     "predict",
     "read_log",
@@ -116,6 +125,7 @@ class TrainConfig:
     bottleneck: bool = True
     compression: float = 0.5
     drop_rate: float = 0.0
+    dropout_placement: str = "paper"  # after every conv but the stem (Section 4.2)
     memory_efficient: bool = False
     # optimisation (Section 4.2)
     epochs: int = 300
@@ -168,6 +178,11 @@ class TrainConfig:
             raise ValueError(f"compression must be in (0, 1], got {self.compression!r}")
         if not _is_number(self.drop_rate) or not 0 <= self.drop_rate < 1:
             raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate!r}")
+        if self.dropout_placement not in DROPOUT_PLACEMENTS:
+            raise ValueError(
+                f"dropout_placement must be one of {', '.join(DROPOUT_PLACEMENTS)}, "
+                f"got {self.dropout_placement!r}"
+            )
         cifar_layers_per_block(self.depth, self.bottleneck)  # ValueError for a bad depth
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
@@ -202,6 +217,7 @@ def build_model(config: TrainConfig, num_classes: int, in_channels: int) -> Dens
         compression=config.compression,
         num_classes=num_classes,
         drop_rate=config.drop_rate,
+        dropout_placement=config.dropout_placement,  # type: ignore[arg-type]
         in_channels=in_channels,
         memory_efficient=config.memory_efficient,
     )
@@ -292,7 +308,7 @@ def _train(
         weight_decay=config.weight_decay,
         nesterov=config.nesterov,
     )
-    milestones = sorted({max(1, round(m * config.epochs)) for m in config.milestones})
+    milestones = milestone_epochs(config.epochs, config.milestones)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, config.gamma)
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp == "fp16")
 
@@ -343,7 +359,7 @@ def _train(
         except OSError as e:
             raise ValueError(f"cannot create the run directory {out_dir}: {e}") from e
     show = rank == 0
-    step = _Step(net, optimizer, scaler, device, config.amp, memory_format)
+    step = TrainStep(net, optimizer, scaler, device, config.amp, memory_format)
     for epoch in range(start_epoch, config.epochs):
         sampler.set_epoch(epoch)
         loader_rng.manual_seed(config.seed * 1_000_003 + epoch)
@@ -409,8 +425,25 @@ def _train(
     return TrainResult(history, model, ckpt_path, log_path)
 
 
-class _Step:
-    """One optimisation step: forward (optionally under autocast), backward, update."""
+def milestone_epochs(epochs: int, fractions: Sequence[float]) -> list[int]:
+    """The 0-based epochs in which the learning rate drops: ceil(f * epochs) for each f.
+
+    Epoch t (counting from 0) trains with ``lr * gamma ** k``, where k is the number of
+    fractions f with ``t >= f * epochs``: the paper's "divided by 10 at 50% and 75% of
+    the total number of training epochs". For 300 epochs and (0.5, 0.75) that is
+    [150, 225]; for 6 epochs [3, 5], since 4.5 epochs is not a whole one. The list is
+    what ``MultiStepLR`` takes (stepped once per epoch); a repeated entry drops twice.
+    """
+    # round(..., 9) first: 0.07 * 100 is 7.000000000000001 in floating point, not 7.
+    return sorted(math.ceil(round(f * epochs, 9)) for f in fractions)
+
+
+class TrainStep:
+    """One optimisation step: forward (optionally under autocast), backward, update.
+
+    Called with a batch ``(images, labels)`` of shapes (N, C, H, W) and (N,); returns the
+    batch's summed loss, its number of correct predictions and N.
+    """
 
     def __init__(
         self,
@@ -427,7 +460,7 @@ class _Step:
     def __call__(self, images: Tensor, labels: Tensor) -> tuple[float, float, int]:
         images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
         labels = labels.to(self.device, non_blocking=True)
-        with _autocast(self.device, self.amp):
+        with mixed_precision(self.device, self.amp):
             logits = self.net(images)
             loss = F.cross_entropy(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
@@ -453,7 +486,7 @@ def _evaluate_sums(
         for images, labels in loader:
             images = images.to(device, memory_format=memory_format)
             labels = labels.to(device)
-            with _autocast(device, amp):
+            with mixed_precision(device, amp):
                 logits = net(images)
             loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").item()
             correct += (logits.argmax(1) == labels).sum().item()
@@ -669,7 +702,9 @@ def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device
 
 
 @contextlib.contextmanager
-def _autocast(device: torch.device, amp: str) -> Iterator[None]:
+def mixed_precision(device: torch.device, amp: str) -> Iterator[None]:
+    """``torch.autocast`` to bfloat16 (``amp="bf16"``) or float16 (``"fp16"``) on
+    ``device``; with ``"none"`` nothing changes and the run stays in float32."""
     if amp == "none":
         yield
         return
@@ -797,8 +832,11 @@ def _parser() -> argparse.ArgumentParser:
             "Train a CIFAR-style DenseNet with the paper's recipe (Huang et al., CVPR 2017, "
             "Section 4.2). Defaults: DenseNet-BC L=100 k=12 on CIFAR-10, 300 epochs, SGD "
             "with Nesterov momentum 0.9, weight decay 1e-4, batch 64, lr 0.1 divided by 10 "
-            "at 50%% and 75%% of the epochs. Several GPUs: torchrun --nproc_per_node N -m "
-            "densenet_edu.train ..."
+            "at 50% and 75% of the epochs (after ceil(f * T) of T epochs: after 150 and 225 "
+            "of 300). "
+            "--drop-rate follows the paper's placement (after every convolution except the "
+            "first) unless --dropout-placement torchvision. Several GPUs: torchrun "
+            "--nproc_per_node N -m densenet_edu.train ..."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -816,7 +854,7 @@ def _parser() -> argparse.ArgumentParser:
         "--augment",
         action=bool_flag,
         default=d.augment,
-        help="random pad-4 crops and horizontal flips (the paper's C10+)",
+        help="random pad-4 crops and horizontal flips (the paper's C10+; digits: no flips)",
     )
     g.add_argument(
         "--train-limit",
@@ -862,7 +900,16 @@ def _parser() -> argparse.ArgumentParser:
         "--drop-rate",
         type=float,
         default=d.drop_rate,
-        help="dropout after each dense layer (the paper: 0.2 without augmentation)",
+        help="dropout rate (the paper: 0.2 without augmentation); where it goes is "
+        "--dropout-placement",
+    )
+    g.add_argument(
+        "--dropout-placement",
+        choices=DROPOUT_PLACEMENTS,
+        default=d.dropout_placement,
+        help="paper: after every conv except the first (bottleneck 1x1, 3x3, transition "
+        "1x1; Section 4.2 and the authors' code); torchvision: once per dense layer, after "
+        "its 3x3 conv (the ImageNet models' default)",
     )
     g.add_argument(
         "--memory-efficient",
@@ -929,6 +976,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
         bottleneck=a.bottleneck,
         compression=a.compression,
         drop_rate=a.drop_rate,
+        dropout_placement=a.dropout_placement,
         memory_efficient=a.memory_efficient,
         epochs=a.epochs,
         batch_size=a.batch_size,

@@ -2,12 +2,16 @@
 # Install the system packages the book and tests need, or say exactly what is missing.
 #   graphviz: `dot`, which torchviz uses to draw autograd graphs
 #   chromium: the headless browser of the book's real-browser test (only with --browser)
+#   npm: fetches Thebe once for `make live` (only with --live)
 set -euo pipefail
 
 missing=()
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
 if [[ "${1:-}" == "--browser" ]]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
+if [[ "${1:-}" == "--live" ]]; then
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
 fi
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 

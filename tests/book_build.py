@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-HTML = ROOT / "_build" / "html"
+# DENSENET_EDU_BUILD checks a book built elsewhere (jupyter-book build --path-output DIR:
+# DENSENET_EDU_BUILD=DIR/_build), e.g. while another build owns _build.
+HTML = Path(os.environ.get("DENSENET_EDU_BUILD", ROOT / "_build")) / "html"
 
 
 def config() -> dict:

@@ -1,4 +1,5 @@
-"""The benchmark machinery, run tiny: interleaved timing, memory in a fresh process, reports."""
+"""The benchmark, run tiny: sections, memory in a fresh process, reports (the measuring
+tools themselves are tested in test_measure.py)."""
 
 from __future__ import annotations
 
@@ -6,36 +7,9 @@ import json
 
 import torch
 import torchvision
-from torch import nn
 
 import densenet_edu as de
-from densenet_edu import bench
-
-
-def test_interleaved_timing_alternates_rotates_and_skips_warmup():
-    calls: list[str] = []
-    contenders = {name: (lambda name=name: calls.append(name)) for name in "abc"}
-    times = bench.time_interleaved(contenders, repeats=2, warmup=1)
-    # 1 warm-up round + 2 timed rounds; each round starts one contender later.
-    assert calls == list("abc" + "bca" + "cab")
-    assert {name: len(t) for name, t in times.items()} == {"a": 2, "b": 2, "c": 2}
-
-
-def test_calibrated_batchnorm_statistics_are_the_batch_statistics():
-    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
-    x = torch.randn(8, 3, 5, 5)
-    bench.calibrate_batchnorm(model, x)
-    with torch.no_grad():
-        y = model[0](x)
-    torch.testing.assert_close(model[1].running_mean, y.mean(dim=(0, 2, 3)))
-    assert not model.training
-
-
-def test_memory_efficient_saves_fewer_bytes_for_backward():
-    x = torch.randn(2, 3, 32, 32)
-    plain = de.densenet_cifar(depth=22, growth_rate=6)
-    efficient = de.densenet_cifar(depth=22, growth_rate=6, memory_efficient=True)
-    assert bench.saved_tensor_bytes(efficient, x) < bench.saved_tensor_bytes(plain, x)
+from densenet_edu import bench, measure
 
 
 def test_quick_run_writes_markdown_and_json_with_ratios(tmp_path, monkeypatch):
@@ -58,3 +32,12 @@ def test_quick_run_writes_markdown_and_json_with_ratios(tmp_path, monkeypatch):
     assert rows[("memory", "densenet_edu memory_efficient")]["saved_bytes"] > 0
     table = (tmp_path / "smoke.md").read_text()
     assert "| densenet_edu fast |" in table and "Peak training-step memory" in table
+
+
+def test_the_benchmark_reports_saved_bytes_with_the_shared_definition():
+    """`saved_bytes` is densenet_edu.measure's figure: one definition in the book and here."""
+    x = torch.randn(2, 3, 32, 32)
+    torch.manual_seed(0)
+    model = de.densenet_cifar(16, 12, memory_efficient=True)
+    figures = bench.measure_training_memory(True, batch=2, device="cpu", depth=16)
+    assert figures["saved_bytes"] == measure.saved_tensor_bytes(model, x)

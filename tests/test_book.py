@@ -61,13 +61,14 @@ def test_notebooks_in_the_repository_hold_no_outputs(page):
 
 
 @pytest.mark.parametrize("page", notebooks())
-def test_every_chapter_page_links_to_its_notebook_in_colab(page):
-    repo = config()["repository"]
-    owner_repo = repo["url"].removeprefix("https://github.com/").rstrip("/")
-    expected = (
-        f"https://colab.research.google.com/github/{owner_repo}/blob/{repo['branch']}/{page}.ipynb"
-    )
-    assert expected in built_page(page).read_text()
+def test_every_chapter_page_links_to_its_reader_edition_in_colab(page):
+    """Colab opens the reader's edition (no MyST) on the branch the Pages workflow pushes."""
+    owner_repo = config()["repository"]["url"].removeprefix("https://github.com/").rstrip("/")
+    branch = config()["sphinx"]["config"]["reader_notebooks_branch"]
+    expected = f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/{page}.ipynb"
+    html = built_page(page).read_text()
+    assert expected in html
+    assert len(re.findall(r"colab\.research\.google\.com/github/", html)) == 1
 
 
 @pytest.mark.parametrize("page", notebooks())
@@ -123,8 +124,9 @@ def test_search_index_covers_every_page():
 
 
 @pytest.mark.parametrize("page", notebooks())
-def test_every_notebook_page_offers_the_ipynb_download(page):
+def test_every_notebook_page_offers_the_reader_edition_for_download(page):
     html = built_page(page).read_text()
-    name = page.rsplit("/", 1)[-1]
-    assert f"_sources/{page}.ipynb" in html or f"{name}.ipynb" in html
-    assert (HTML / "_sources" / f"{page}.ipynb").exists()
+    depth = page.count("/")
+    assert f'href="{"../" * depth}_notebooks/{page}.ipynb"' in html
+    assert f"_sources/{page}.ipynb" not in html
+    assert (HTML / "_notebooks" / f"{page}.ipynb").exists()

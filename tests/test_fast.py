@@ -9,8 +9,8 @@ from torch import nn
 
 import densenet_edu as de
 from densenet_edu.fast import (
+    FastDenseBlock,
     FastDenseNet,
-    _FastDenseBlock,
     fold_batchnorm,
     optimize_for_inference,
 )
@@ -84,7 +84,7 @@ def test_folding_rejects_modules_that_are_not_conv_and_batchnorm():
 def test_buffer_block_output_equals_the_concatenating_block(channels_last, bottleneck):
     block = randomize_batchnorm(de.DenseBlock(4, 10, growth_rate=6, bottleneck=bottleneck))
     x = torch.randn(3, 10, 8, 8)
-    fast = _FastDenseBlock(block, channels_last=channels_last)
+    fast = FastDenseBlock(block, channels_last=channels_last)
     if channels_last:
         fast.to(memory_format=torch.channels_last)
     with torch.no_grad():
@@ -92,6 +92,15 @@ def test_buffer_block_output_equals_the_concatenating_block(channels_last, bottl
         actual = fast(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
     assert actual.shape == (3, 10 + 4 * 6, 8, 8)
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_dense_block_is_exported_from_the_package():
+    assert de.FastDenseBlock is FastDenseBlock
+
+
+def test_fast_dense_block_rejects_something_that_is_not_a_dense_block():
+    with pytest.raises(TypeError, match="dense block"):
+        FastDenseBlock(nn.Sequential(nn.Conv2d(3, 4, 1)))
 
 
 # --- whole models -----------------------------------------------------------------

@@ -94,3 +94,64 @@ def test_dropout_changes_training_outputs_only():
     torch.testing.assert_close(layer(x), layer(x))
     layer.train()
     assert (layer(x) == 0).float().mean() > 0.3
+
+
+def _zero_fraction_entering(module: nn.Module, run) -> float:
+    """Fraction of exact zeros in the input of ``module`` while ``run()`` executes."""
+    seen = []
+    handle = module.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    try:
+        run()
+    finally:
+        handle.remove()
+    return (seen[0] == 0).float().mean().item()
+
+
+@pytest.mark.parametrize("placement, expected", [("torchvision", False), ("paper", True)])
+def test_only_the_papers_placement_drops_out_the_bottleneck_output(placement, expected):
+    torch.manual_seed(0)
+    layer = DenseLayer(8, 4, drop_rate=0.5, dropout_placement=placement).train()
+    x = torch.randn(4, 8, 5, 5)
+    # conv1's output is not rectified, so exact zeros entering norm2 come from dropout.
+    zeros = _zero_fraction_entering(layer.norm2, lambda: layer(x))
+    assert (0.3 < zeros < 0.7) if expected else zeros == 0
+
+
+@pytest.mark.parametrize("placement", ["torchvision", "paper"])
+@pytest.mark.parametrize("memory_efficient", [False, True])
+def test_both_placements_drop_out_the_new_maps(placement, memory_efficient):
+    torch.manual_seed(0)
+    layer = DenseLayer(
+        8, 4, drop_rate=0.5, dropout_placement=placement, memory_efficient=memory_efficient
+    ).train()
+    x = torch.randn(4, 8, 5, 5, requires_grad=True)
+    assert 0.3 < (layer(x) == 0).float().mean() < 0.7
+
+
+def test_memory_efficient_layer_drops_out_the_bottleneck_output_with_the_papers_placement():
+    torch.manual_seed(0)
+    layer = DenseLayer(8, 4, drop_rate=0.5, dropout_placement="paper", memory_efficient=True)
+    x = torch.randn(4, 8, 5, 5, requires_grad=True)
+    zeros = _zero_fraction_entering(layer.norm2, lambda: layer(x).sum().backward())
+    assert 0.3 < zeros < 0.7
+
+
+def test_transition_with_drop_rate_drops_out_after_the_conv_before_the_pool():
+    torch.manual_seed(0)
+    t = Transition(16, 0.5, drop_rate=0.5).train()
+    x = torch.randn(4, 16, 6, 6)
+    assert 0.3 < _zero_fraction_entering(t.pool, lambda: t(x)) < 0.7
+    t.eval()
+    assert _zero_fraction_entering(t.pool, lambda: t(x)) == 0
+    assert [name for name, _ in t.named_children()] == ["norm", "relu", "conv", "pool"]
+
+
+def test_transition_without_drop_rate_is_bn_relu_conv_pool_in_order():
+    t = Transition(16, 0.5).train()
+    x = torch.randn(4, 16, 6, 6)
+    torch.testing.assert_close(t(x), t.pool(t.conv(t.relu(t.norm(x.clone())))))
+
+
+def test_unknown_dropout_placement_is_rejected_naming_the_choices():
+    with pytest.raises(ValueError, match="dropout_placement must be 'torchvision'.*'paper'"):
+        DenseLayer(8, 4, dropout_placement="everywhere")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import densenet_edu as de
+from densenet_edu.measure import saved_tensor_bytes
 
 
 def twins(device, **kwargs):
@@ -46,23 +47,21 @@ def test_factory_flag_reaches_every_dense_layer():
     assert len(layers) == 58 and all(m.memory_efficient for m in layers)
 
 
-def test_checkpointing_stores_fewer_tensors_for_backward():
+def test_checkpointing_stores_fewer_bytes_for_backward():
     plain, efficient = twins("cpu", depth=40, growth_rate=6)
     x = torch.randn(4, 3, 32, 32)
+    assert saved_tensor_bytes(efficient, x) < 0.7 * saved_tensor_bytes(plain, x)
 
-    def saved_bytes(model):
-        total = 0
 
-        def pack(t):
-            nonlocal total
-            total += t.numel() * t.element_size()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model.train()(x).sum()
-        return total
-
-    assert saved_bytes(efficient) < 0.7 * saved_bytes(plain)
+def test_memory_efficient_layer_keeps_its_inputs_and_bottleneck_not_the_concatenation():
+    n, k, hw = 2, 4, 5 * 5
+    layer = de.DenseLayer(10, k, memory_efficient=True)
+    x = [torch.randn(n, 6, 5, 5, requires_grad=True), torch.randn(n, 4, 5, 5, requires_grad=True)]
+    # The checkpoint keeps its inputs (the earlier maps, 10 channels, held anyway by the
+    # block) and recomputes concat + norm1 + ReLU + conv1; norm2 keeps the 4k-channel
+    # bottleneck output (shared with the in-place ReLU and conv2) and its mean/inv std.
+    expected = (n * 10 * hw + 2 * n * 4 * k * hw + 2 * 4 * k) * 4
+    assert saved_tensor_bytes(layer, x) == expected
 
 
 def test_memory_efficient_model_runs_without_grad():

@@ -183,3 +183,72 @@ def test_layer_called_with_mismatched_feature_sizes_says_why():
 def test_invalid_configuration_is_rejected_with_a_clear_message(kwargs, message):
     with pytest.raises(ValueError, match=message):
         de.DenseNet(**kwargs)
+
+
+# --- dropout: the paper's placement (CIFAR) and torchvision's (ImageNet) ----------------------
+
+
+def count_dropout_calls(monkeypatch, model, x) -> list[tuple[int, ...]]:
+    """The shapes of the tensors F.dropout receives during one training-mode forward pass."""
+    calls = []
+    original = torch.nn.functional.dropout
+
+    def counting(input, *args, **kwargs):
+        calls.append(tuple(input.shape))
+        return original(input, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "dropout", counting)
+    model.train()(x)
+    return calls
+
+
+def test_papers_placement_drops_out_after_every_conv_but_the_stem(monkeypatch):
+    # DenseNet-BC (L=16, k=4): 2 bottleneck layers per block, so 3 * 2 * 2 convs in the
+    # blocks and 2 transition convs; the stem is the 1 conv without dropout (Section 4.2).
+    model = de.densenet_cifar(16, 4, drop_rate=0.2)
+    assert model.config["dropout_placement"] == "paper"
+    calls = count_dropout_calls(monkeypatch, model, torch.randn(2, 3, 8, 8))
+    assert len(calls) == 3 * 2 * 2 + 2
+    bottleneck_width, k = 4 * 4, 4
+    assert sum(c[1] == bottleneck_width for c in calls) == 6  # after each 1x1 bottleneck
+    assert sum(c[1] == k for c in calls) == 6  # after each 3x3 conv
+    transitions = [m for m in model.modules() if isinstance(m, de.Transition)]
+    assert sorted(c[1] for c in calls if c[1] not in (bottleneck_width, k)) == sorted(
+        t.out_channels for t in transitions
+    )
+
+
+def test_papers_placement_without_bottlenecks_drops_out_after_each_3x3_and_transition(
+    monkeypatch,
+):
+    model = de.densenet_cifar(10, 4, bottleneck=False, compression=1, drop_rate=0.2)  # n = 2
+    calls = count_dropout_calls(monkeypatch, model, torch.randn(2, 3, 8, 8))
+    assert len(calls) == 3 * 2 + 2
+
+
+def test_torchvision_placement_drops_out_once_per_dense_layer(monkeypatch):
+    model = de.densenet_cifar(16, 4, drop_rate=0.2, dropout_placement="torchvision")
+    calls = count_dropout_calls(monkeypatch, model, torch.randn(2, 3, 8, 8))
+    assert calls == [(2, 4, 8, 8)] * 2 + [(2, 4, 4, 4)] * 2 + [(2, 4, 2, 2)] * 2
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_imagenet_factories_keep_torchvisions_dropout_placement(name):
+    factory, _ = FACTORIES[name]
+    model = on_meta(factory, drop_rate=0.2)
+    assert model.config["dropout_placement"] == "torchvision"
+    assert all(t.drop_rate == 0 for t in model.modules() if isinstance(t, de.Transition))
+
+
+def test_dropout_placement_does_not_change_the_state_dict():
+    torch.manual_seed(0)
+    tv = de.densenet_cifar(16, 4, drop_rate=0.2, dropout_placement="torchvision")
+    paper = de.densenet_cifar(16, 4, drop_rate=0.2, dropout_placement="paper")
+    paper.load_state_dict(tv.state_dict())  # strict: same keys, same shapes
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(paper.eval()(x), tv.eval()(x))  # no dropout in eval mode
+
+
+def test_unknown_dropout_placement_is_rejected():
+    with pytest.raises(ValueError, match="dropout_placement must be"):
+        de.densenet_cifar(16, 4, dropout_placement="after-pooling")

@@ -20,9 +20,12 @@ import densenet_edu as de
 from densenet_edu.train import (
     CheckpointError,
     TrainConfig,
+    TrainStep,
+    build_model,
     load_checkpoint,
     load_model,
     main,
+    milestone_epochs,
     plot_learning_curves,
     read_log,
     train,
@@ -76,9 +79,67 @@ def test_defaults_are_the_papers_cifar_recipe():
     assert c.weight_decay == 1e-4 and c.milestones == (0.5, 0.75) and c.gamma == 0.1
 
 
+def papers_schedule(lr: float, epochs: int) -> list[float]:
+    """eta_t = lr * 0.1 ** ([t >= 0.5 T] + [t >= 0.75 T]) for t = 0, ..., T - 1 (ch. 9)."""
+    return [lr * 0.1 ** ((t >= 0.5 * epochs) + (t >= 0.75 * epochs)) for t in range(epochs)]
+
+
 def test_learning_rate_is_divided_by_10_at_half_and_three_quarters_of_training(tmp_path):
-    history = train(tiny(tmp_path, epochs=4, train_limit=32, test_limit=8)).history
-    assert [r["lr"] for r in history] == pytest.approx([0.05, 0.05, 0.005, 0.0005])
+    # 6 epochs: 75 % is 4.5 epochs, so the second drop comes in epoch t = 5 (0-based).
+    history = train(tiny(tmp_path, epochs=6, train_limit=32, test_limit=8)).history
+    expected = [0.05, 0.05, 0.05, 0.005, 0.005, 0.0005]
+    assert papers_schedule(0.05, 6) == pytest.approx(expected)
+    assert [r["lr"] for r in history] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "epochs, drops", [(300, [150, 225]), (6, [3, 5]), (4, [2, 3]), (10, [5, 8]), (1, [1, 1])]
+)
+def test_the_rate_drops_in_the_first_epoch_at_or_past_each_milestone(epochs, drops):
+    assert milestone_epochs(epochs, (0.5, 0.75)) == drops
+    assert milestone_epochs(epochs, (0.5, 0.75)) == [
+        min(t for t in range(epochs + 1) if t >= f * epochs) for f in (0.5, 0.75)
+    ]
+
+
+def test_milestones_are_not_fooled_by_floating_point():
+    assert 0.07 * 100 > 7  # 7.000000000000001: ceil would give 8
+    assert milestone_epochs(100, (0.07,)) == [7]
+
+
+@pytest.mark.parametrize("epochs", [6, 300])
+def test_the_scheduler_the_loop_builds_follows_the_formula_of_chapter_9(epochs):
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestone_epochs(epochs, (0.5, 0.75)), gamma=0.1
+    )
+    rates = []
+    for _ in range(epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx(papers_schedule(0.1, epochs))
+    if epochs == 300:  # the paper: 0.1 for 150 epochs, 0.01 for 75, 0.001 for 75
+        assert rates[149:151] == pytest.approx([0.1, 0.01])
+        assert rates[224:226] == pytest.approx([0.01, 0.001])
+
+
+def test_the_recipe_uses_the_papers_dropout_placement():
+    model = build_model(TrainConfig(depth=16, growth_rate=4, drop_rate=0.2), 10, 3)
+    assert model.config["dropout_placement"] == "paper" and model.config["drop_rate"] == 0.2
+
+
+def test_the_training_step_is_public_and_returns_loss_sum_correct_and_count():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    step = TrainStep(net, optimizer, scaler, torch.device("cpu"), "none", torch.contiguous_format)
+    images, labels = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    before = torch.nn.functional.cross_entropy(net(images), labels).item()
+    loss_sum, correct, n = step(images, labels)
+    assert n == 5 and loss_sum == pytest.approx(5 * before) and 0 <= correct <= 5
+    assert torch.nn.functional.cross_entropy(net(images), labels).item() < before
 
 
 # --- a short run ------------------------------------------------------------------------
@@ -269,6 +330,28 @@ def test_help_lists_the_recipe_flags(capsys):
     out = capsys.readouterr().out
     for flag in ("--growth-rate", "--no-bottleneck", "--milestones", "--resume", "--amp"):
         assert flag in out
+
+
+def test_help_prints_percent_signs_once_and_says_where_dropout_goes(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+    assert "at 50% and 75% of the epochs" in out and "%%" not in out
+    assert "after 150 and 225 of 300" in out
+    assert "--drop-rate follows the paper's placement" in out
+    assert "paper: after every conv except the first" in out
+    assert "torchvision: once per dense layer" in out
+
+
+def test_the_command_line_passes_the_dropout_placement_on(capsys):
+    from densenet_edu.train import config_from_args
+
+    assert config_from_args([]).dropout_placement == "paper"
+    config = config_from_args(["--drop-rate", "0.2", "--dropout-placement", "torchvision"])
+    assert (config.drop_rate, config.dropout_placement) == (0.2, "torchvision")
+    with pytest.raises(SystemExit):
+        config_from_args(["--dropout-placement", "everywhere"])
+    assert "invalid choice: 'everywhere'" in capsys.readouterr().err
 
 
 # --- CIFAR and several processes ---------------------------------------------------------------
