@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -51,3 +56,41 @@ def built_page(page: str) -> Path:
     if not HTML.is_dir():
         pytest.fail("the book is not built: run `make book` (make test does it first)")
     return path
+
+
+# How every browser test starts Debian's Chromium: headless, and with its background
+# connections off (this machine's closed network refuses them, noisily).
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def chromium_executable() -> str:
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.fail("chromium is not installed: sudo apt-get install chromium (make test does)")
+    return executable
+
+
+@contextlib.contextmanager
+def chromium(offline: bool = True, height: int = 900) -> Iterator[Any]:
+    """A Playwright browser context on Debian's Chromium with a fresh profile."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    executable = chromium_executable()
+    with tempfile.TemporaryDirectory() as profile, playwright_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=executable,
+            args=CHROMIUM_FLAGS,
+            offline=offline,
+            viewport={"width": 1280, "height": height},
+        )
+        try:
+            yield context
+        finally:
+            context.close()

@@ -7,42 +7,19 @@ console stayed free of errors. A screenshot of each page goes to _build/screensh
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-
 import pytest
 
-from book_build import ROOT, built_page, toc_files
+from book_build import ROOT, built_page, chromium, toc_files
 
 pytestmark = [pytest.mark.book, pytest.mark.browser]
 
 SCREENSHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        pytest.fail("chromium is not installed: sudo apt-get install chromium (make test does)")
-    with tempfile.TemporaryDirectory() as profile, playwright_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            profile,
-            executable_path=executable,
-            args=CHROMIUM_FLAGS,
-            offline=True,
-            viewport={"width": 1280, "height": 900},
-        )
+    with chromium() as context:
         yield context
-        context.close()
 
 
 def _record_console_error(problems: list[str], message) -> None:

@@ -12,25 +12,15 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from book_build import HTML, toc_files
+from book_build import HTML, chromium, toc_files
 
 pytestmark = [pytest.mark.book, pytest.mark.browser]
 
 EXPLORERS = ["channel-growth", "bottleneck-cost", "compression", "feature-reuse"]
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 LOCAL = re.compile(r"^(file://|https?://(localhost|127\.0\.0\.1)(:\d+)?/|data:|blob:)")
 
 # JavaScript run in the page; `name` is the figure's layout.meta.densenet_edu_explorer.
@@ -67,20 +57,8 @@ def pages_by_explorer() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        pytest.fail("chromium is not installed: sudo apt-get install chromium (make test does)")
-    with tempfile.TemporaryDirectory() as profile, playwright_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            profile,
-            executable_path=executable,
-            args=CHROMIUM_FLAGS,
-            offline=True,
-            viewport={"width": 1280, "height": 900},
-        )
+    with chromium() as context:
         yield context
-        context.close()
 
 
 def _wait_for_change(page, index: int, before: str, what: str) -> str:

@@ -17,7 +17,6 @@ import json
 import os
 import queue
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,21 +31,13 @@ import pytest
 
 import densenet_edu as de
 
-from book_build import HTML, ROOT
+from book_build import CHROMIUM_FLAGS, HTML, ROOT, chromium_executable
 
 pytestmark = [pytest.mark.book, pytest.mark.browser]
 
 BUILD = Path(os.environ.get("DENSENET_EDU_LIVE_HTML", HTML))
 SCREENSHOT = BUILD.parent / "screenshots" / "live.png"
 PAGE = "chapters/03_channel_growth"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 GROWTH_RATE = 12
 # What the reader types into the chapter's first cell: another growth rate, a figure, a widget.
 EDITED_CELL = f"""import os
@@ -99,9 +90,7 @@ def test_published_pages_have_no_live_control_or_token():
 def test_run_live_edits_and_runs_a_cell_on_a_local_kernel():
     psutil = pytest.importorskip("psutil")
     playwright_api = pytest.importorskip("playwright.sync_api")
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        pytest.fail("chromium is not installed: sudo apt-get install chromium (make test does)")
+    executable = chromium_executable()
     if not (BUILD / f"{PAGE}.html").is_file():
         pytest.fail("the book is not built: run `make book` (make test does it first)")
 
