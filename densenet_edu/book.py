@@ -99,11 +99,23 @@ def show_source(
 def table(df: Any, fmt: str | dict[str, str] | None = "{:,}") -> Any:
     """A pandas Styler in the book's table style: thousands separators, right-aligned cells.
 
+    A named index is shown as the first column(s), so the header has no row of blank cells
+    under the index name; a default 0, 1, 2, ... index is not shown at all.
+
     `fmt` is passed to `Styler.format` (a format string or a column -> format dict);
     None leaves the values as they are.
     """
-    styler = df.style
-    if fmt is not None:
+    import pandas as pd
+
+    columns = list(df.columns)
+    if any(name is not None for name in df.index.names):
+        df, hide_index = df.reset_index(), True
+    else:
+        hide_index = isinstance(df.index, pd.RangeIndex)
+    styler = df.style.hide(axis="index") if hide_index else df.style
+    if isinstance(fmt, str):
+        styler = styler.format(fmt, subset=columns)
+    elif fmt is not None:
         styler = styler.format(fmt)
     return styler.set_table_styles(
         [{"selector": "th, td", "props": "padding: 0.15em 0.7em; text-align: right"}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import re
 import sys
 
 import pandas as pd
@@ -98,3 +99,16 @@ def test_published_tables_hold_the_papers_headline_figures():
         efficient.memory_gb < naive.memory_gb
         and efficient.seconds_per_batch > naive.seconds_per_batch
     )
+
+
+def test_table_shows_a_named_index_as_columns_without_blank_header_cells():
+    df = pd.DataFrame({"block": [1, 2], "params": [1000, 2000]}).set_index("block")
+    html = book.table(df).to_html()
+    headers = re.findall(r"<th[^>]*>(.*?)</th>", html)
+    assert headers == ["block", "params"]
+    assert "2,000" in html
+
+
+def test_table_hides_a_default_range_index():
+    html = book.table(pd.DataFrame({"n": [1, 2]})).to_html()
+    assert re.findall(r"<th[^>]*>(.*?)</th>", html) == ["n"]
