@@ -130,3 +130,16 @@ def test_every_notebook_page_offers_the_reader_edition_for_download(page):
     assert f'href="{"../" * depth}_notebooks/{page}.ipynb"' in html
     assert f"_sources/{page}.ipynb" not in html
     assert (HTML / "_notebooks" / f"{page}.ipynb").exists()
+
+
+@pytest.mark.parametrize("page", toc_files())
+def test_tables_have_no_blank_header_cells(page):
+    html = built_page(page).read_text()
+    tables = re.findall(r"<table\b.*?</table>", html, re.S)
+    blank = [
+        cell
+        for t in tables
+        for cell in re.findall(r"<th\b[^>]*>(?:\s|&nbsp;)*</th>", t)
+        if "row_heading" not in cell  # a row label may be empty only in a data row, never here
+    ]
+    assert blank == [], f"{page}: {len(blank)} blank header cells, e.g. {blank[:2]}"
