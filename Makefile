@@ -32,8 +32,14 @@ setup-live: $(STAMP)
 
 # --- the book -----------------------------------------------------------------------
 # Progress bars print one final line in the static pages (densenet_edu/progress.py).
+# Two editions: English into _build/html/, Chinese (zh/) into _build/html/zh/. The Chinese
+# chapters' code is the English chapters' code, so their outputs come from the shared
+# execution cache (scripts/book_cache.sh empties it when densenet_edu changes).
 book: setup
+	@bash scripts/book_cache.sh
 	DENSENET_EDU_STATIC_PROGRESS=1 $(BIN)/jupyter-book build $(BOOK_FLAGS) .
+	DENSENET_EDU_STATIC_PROGRESS=1 $(BIN)/jupyter-book build $(BOOK_FLAGS) zh --path-output _build/zh
+	rm -rf _build/html/zh && cp -r _build/zh/_build/html _build/html/zh
 
 # The built book with a "Run live" button on chapter pages: cells run on a local kernel
 # (127.0.0.1, fresh token). Builds the book first when a chapter is newer than its page.

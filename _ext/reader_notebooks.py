@@ -55,6 +55,56 @@ ADMONITION_TITLES = {
     "warning": "Warning",
 }
 
+#: The words an edition adds itself, by the book's ``language`` (English unless listed).
+WORDS: dict[str, dict[str, Any]] = {
+    "en": {
+        "admonitions": ADMONITION_TITLES,
+        "exercise": "Exercise %s",
+        "solution": "Solution",
+        "solution_to": "Solution to {exercise}",
+        "references": "References",
+        "colab_tooltip": "Open the reader's notebook in Colab",
+        "download_tooltip": "Download the reader's notebook",
+        "intro": (
+            "*This notebook is the reader's edition of [{title}]({url}), a page of the book on "
+            "DenseNet, for running in Jupyter or Colab. Run the cells from the top: in Colab the "
+            "first one installs `densenet_edu`. The numbers quoted in the text were computed when "
+            "the book was built; timings and anything random may differ in your run.*"
+        ),
+    },
+    "zh": {
+        "admonitions": {
+            "attention": "注意",
+            "caution": "小心",
+            "danger": "危险",
+            "error": "错误",
+            "hint": "提示",
+            "important": "重要",
+            "note": "注",
+            "seealso": "另见",
+            "tip": "提示",
+            "warning": "警告",
+        },
+        "exercise": "练习 %s",
+        "solution": "解答",
+        "solution_to": "{exercise} 的解答",
+        "references": "参考文献",
+        "colab_tooltip": "在 Colab 中打开读者版笔记本",
+        "download_tooltip": "下载读者版笔记本",
+        "intro": (
+            "*本笔记本是 DenseNet 一书中 [{title}]({url}) 一页的读者版，供在 Jupyter 或 Colab "
+            "中运行。请从头依次运行各单元格：在 Colab 中，第一个单元格会安装 `densenet_edu`。"
+            "正文中引用的数字是构建本书时计算得到的；计时结果和随机结果在你的运行中可能不同。*"
+        ),
+    },
+}
+
+
+def words_for(language: str | None) -> dict[str, Any]:
+    """The edition's own words for a Sphinx ``language`` such as ``"zh_CN"`` (default English)."""
+    return WORDS.get((language or "en").split("_")[0].split("-")[0], WORDS["en"])
+
+
 FENCE_OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,}|:{3,})\s*(?P<info>.*)$")
 DIRECTIVE_INFO = re.compile(r"^\{(?P<name>[\w:.-]+)\}\s*(?P<argument>.*)$")
 OPTION = re.compile(r"^:(?P<key>[\w-]+):\s*(?P<value>.*)$")
@@ -93,6 +143,7 @@ class Book:
     equations: dict[str, tuple[str, int]]
     bibliography: Any  # pybtex BibliographyData
     glue_for: Callable[[str], dict[str, dict[str, Any]]]
+    words: dict[str, Any] = field(default_factory=lambda: WORDS["en"])
 
     def page_url(self, docname: str, anchor: str = "") -> str:
         return f"{self.site_url}{docname}.html" + (f"#{anchor}" if anchor else "")
@@ -190,7 +241,7 @@ def _doc(page: Page, content: str) -> str:
 
 def _exercise_text(page: Page, label: str, fmt: str | None = None) -> str:
     number = page.book.exercise_number(label)
-    fmt = fmt or page.book.numfig_format.get("exercise", "Exercise %s")
+    fmt = fmt or page.book.numfig_format.get("exercise", page.book.words["exercise"])
     return fmt.replace("%s", number).replace("{number}", number)
 
 
@@ -323,8 +374,8 @@ def _exercise_title(page: Page, label: str, argument: str) -> str:
 
 def _solution_summary(page: Page, target: str) -> str:
     if not target:
-        return "Solution"
-    return f"Solution to {_exercise_text(page, target)}"
+        return page.book.words["solution"]
+    return page.book.words["solution_to"].format(exercise=_exercise_text(page, target))
 
 
 def _directive(page: Page, name: str, argument: str, body: list[str]) -> list[str]:
@@ -336,7 +387,8 @@ def _directive(page: Page, name: str, argument: str, body: list[str]) -> list[st
     if name in ADMONITION_TITLES:
         # These take no title: MyST puts text after the name into the body (so does the HTML).
         lines = ([argument] if argument else []) + content
-        return _quote([f"**{ADMONITION_TITLES[name]}**", "", *render_blocks(lines, page)])
+        title = page.book.words["admonitions"][name]
+        return _quote([f"**{title}**", "", *render_blocks(lines, page)])
     if name == "exercise":
         if "label" not in options:
             raise page.error("an {exercise} has no :label:, so it has no number to show")
@@ -423,7 +475,7 @@ URL = re.compile(r"https?://[^\s<>]+?(?=[.,;:)]?(?:\s|$))")
 URL_COMMAND = re.compile(r"\\url\{([^}]*)\}")
 
 
-def references_markdown(keys: list[str], bibliography: Any) -> str:
+def references_markdown(keys: list[str], bibliography: Any, heading: str = "References") -> str:
     """A "References" cell: the cited entries, formatted as the book's bibliography."""
     from pybtex.database import Entry
     from pybtex.plugin import find_plugin
@@ -438,7 +490,7 @@ def references_markdown(keys: list[str], bibliography: Any) -> str:
         plain.key = key
         entries.append(plain)
     entries.sort(key=author_year)
-    lines = ["## References", ""]
+    lines = [f"## {heading}", ""]
     for formatted in style.format_entries(entries):
         authors, year = author_year(bibliography.entries[formatted.key])
         text = formatted.text.render_as("text").replace("\n", " ")
@@ -452,12 +504,7 @@ def references_markdown(keys: list[str], bibliography: Any) -> str:
 def intro_markdown(page: Page) -> str:
     title = page.book.titles[page.docname]
     url = page.book.page_url(page.docname)
-    return (
-        f"*This notebook is the reader's edition of [{escape(title)}]({url}), a page of the "
-        "book on DenseNet, for running in Jupyter or Colab. Run the cells from the top: in "
-        "Colab the first one installs `densenet_edu`. The numbers quoted in the text were "
-        "computed when the book was built; timings and anything random may differ in your run.*"
-    )
+    return page.book.words["intro"].format(title=escape(title), url=url)
 
 
 def reader_notebook(notebook: nbformat.NotebookNode, page: Page) -> nbformat.NotebookNode:
@@ -473,7 +520,9 @@ def reader_notebook(notebook: nbformat.NotebookNode, page: Page) -> nbformat.Not
     intro = nbformat.v4.new_markdown_cell(intro_markdown(page), id="reader-edition")
     edition.cells.insert(0, intro)
     if page.cited:
-        references = references_markdown(page.cited, page.book.bibliography)
+        references = references_markdown(
+            page.cited, page.book.bibliography, page.book.words["references"]
+        )
         edition.cells.append(nbformat.v4.new_markdown_cell(references, id="references"))
     nbformat.validate(edition)
     return edition
@@ -508,8 +557,9 @@ def myst_leftovers(markdown: str) -> list[str]:
 
 def site_url(app: Sphinx) -> str:
     """The published book: html_baseurl, or GitHub Pages' address of the repository."""
+    prefix = app.config.reader_notebooks_prefix
     if app.config.html_baseurl:
-        return app.config.html_baseurl.rstrip("/") + "/"
+        return app.config.html_baseurl.rstrip("/") + "/" + prefix
     repository = (app.config.html_theme_options or {}).get("repository_url", "")
     match = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)(?:\.git)?/?", repository)
     if not match:
@@ -519,8 +569,8 @@ def site_url(app: Sphinx) -> str:
         )
     owner, name = match[1].lower(), match[2]
     if name.lower() == f"{owner}.github.io":
-        return f"https://{owner}.github.io/"
-    return f"https://{owner}.github.io/{name}/"
+        return f"https://{owner}.github.io/{prefix}"
+    return f"https://{owner}.github.io/{name}/{prefix}"
 
 
 def colab_url(app: Sphinx, docname: str) -> str:
@@ -529,7 +579,8 @@ def colab_url(app: Sphinx, docname: str) -> str:
     owner_repo = repository.removeprefix("https://github.com/").strip("/")
     colab = options.get("launch_buttons", {}).get("colab_url", "https://colab.research.google.com")
     branch = app.config.reader_notebooks_branch
-    return f"{colab.rstrip('/')}/github/{owner_repo}/blob/{branch}/{docname}.ipynb"
+    prefix = app.config.reader_notebooks_prefix
+    return f"{colab.rstrip('/')}/github/{owner_repo}/blob/{branch}/{prefix}{docname}.ipynb"
 
 
 def has_edition(app: Sphinx, docname: str) -> bool:
@@ -571,6 +622,7 @@ def book_from_env(env: Any, config: Any, srcdir: Path, outdir: Path, site: str) 
         equations=equations,
         bibliography=bibliography,
         glue_for=glue_for,
+        words=words_for(getattr(config, "language", None)),
     )
 
 
@@ -599,6 +651,7 @@ def _point_buttons_at_edition(
     colab = colab_url(app, pagename)
     download = f"{context['pathto'](FOLDER, 1)}/{pagename}.ipynb"
     found = {"colab": False, "download": False}
+    words = words_for(app.config.language)
 
     def walk(buttons: list[dict[str, Any]]) -> None:
         for button in buttons:
@@ -606,11 +659,11 @@ def _point_buttons_at_edition(
             url = button.get("url", "")
             if "colab.research.google.com" in url or button.get("text") == "Colab":
                 button["url"] = colab
-                button["tooltip"] = "Open the reader's notebook in Colab"
+                button["tooltip"] = words["colab_tooltip"]
                 found["colab"] = True
             elif re.search(r"_sources/.*\.ipynb$", url):
                 button["url"] = download
-                button["tooltip"] = "Download the reader's notebook"
+                button["tooltip"] = words["download_tooltip"]
                 found["download"] = True
 
     walk(context.get("header_buttons", []))
@@ -624,6 +677,8 @@ def _point_buttons_at_edition(
 
 def setup(app: Sphinx) -> dict:
     app.add_config_value("reader_notebooks_branch", "notebooks", "html", types=[str])
+    # Where this edition lives on the site and on that branch ("zh/" for the Chinese one).
+    app.add_config_value("reader_notebooks_prefix", "", "html", types=[str])
     # After sphinx-book-theme adds the launch and download buttons (priority 501).
     app.connect("html-page-context", _point_buttons_at_edition, priority=600)
     app.connect("build-finished", write_editions)

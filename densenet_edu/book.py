@@ -34,12 +34,17 @@ BOOK_STYLE: dict[str, Any] = {
 }
 
 
-def glue(name: str, value: Any, display: bool = True) -> None:
+def glue(name: str, value: Any, display: bool = True, zh: Any = None) -> None:
     """Make `value` available to the prose as ``{glue:text}`name` `` (MyST-NB's `glue`).
 
     Without MyST-NB (Colab, plain Jupyter) the prose is pre-rendered with the numbers in
     it, so this only shows the value when ``display=True``, as MyST-NB would.
+
+    Numbers need no translation, but words do: ``zh`` is the Chinese edition's wording of a
+    value that is text, glued as ``<name>_zh`` (the two editions share every code cell).
     """
+    if zh is not None:
+        glue(f"{name}_zh", zh, display=False)
     try:
         from myst_nb import glue as myst_glue
     except ImportError:

@@ -2,6 +2,7 @@
 # Install the system packages the book and tests need, or say exactly what is missing.
 #   graphviz: `dot`, which torchviz uses to draw autograd graphs
 #   chromium: the headless browser of the book's real-browser test (only with --browser)
+#   fonts-noto-cjk: Chinese glyphs for the Chinese edition's screenshots (only with --browser)
 #   npm: fetches Thebe once for `make live` (only with --live)
 set -euo pipefail
 
@@ -9,6 +10,8 @@ missing=()
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
 if [[ "${1:-}" == "--browser" ]]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  # Without a CJK font the Chinese edition renders as empty boxes in the browser test.
+  [[ -n "$(fc-list :lang=zh 2>/dev/null)" ]] || missing+=(fonts-noto-cjk)
 fi
 if [[ "${1:-}" == "--live" ]]; then
   command -v npm >/dev/null 2>&1 || missing+=(npm)

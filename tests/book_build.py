@@ -6,7 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,25 @@ ROOT = Path(__file__).resolve().parent.parent
 HTML = Path(os.environ.get("DENSENET_EDU_BUILD", ROOT / "_build")) / "html"
 
 
-def config() -> dict:
-    return yaml.safe_load((ROOT / "_config.yml").read_text())
+#: The book's editions: English at the root, the Chinese edition (same code) under zh/.
+EDITIONS = ("en", "zh")
 
 
-def toc_files() -> list[str]:
+def book_root(edition: str = "en") -> Path:
+    return ROOT if edition == "en" else ROOT / edition
+
+
+def html_root(edition: str = "en") -> Path:
+    return HTML if edition == "en" else HTML / edition
+
+
+def config(edition: str = "en") -> dict:
+    return yaml.safe_load((book_root(edition) / "_config.yml").read_text())
+
+
+def toc_files(edition: str = "en") -> list[str]:
     """Every page of the book, in reading order, as paths without suffix."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    toc = yaml.safe_load((book_root(edition) / "_toc.yml").read_text())
     files = [toc["root"]]
 
     def walk(entries: list[dict]) -> None:
@@ -39,23 +51,32 @@ def toc_files() -> list[str]:
     return files
 
 
-def source_of(page: str) -> Path:
+def source_of(page: str, edition: str = "en") -> Path:
     for suffix in (".ipynb", ".md"):
-        path = ROOT / f"{page}{suffix}"
+        path = book_root(edition) / f"{page}{suffix}"
         if path.exists():
             return path
     raise FileNotFoundError(f"_toc.yml lists {page}, but neither .ipynb nor .md exists")
 
 
-def notebooks() -> list[str]:
-    return [page for page in toc_files() if (ROOT / f"{page}.ipynb").exists()]
+def notebooks(edition: str = "en") -> list[str]:
+    return [page for page in toc_files(edition) if (book_root(edition) / f"{page}.ipynb").exists()]
 
 
-def built_page(page: str) -> Path:
-    path = HTML / f"{page}.html"
-    if not HTML.is_dir():
+def built_page(page: str, edition: str = "en") -> Path:
+    path = html_root(edition) / f"{page}.html"
+    if not html_root(edition).is_dir():
         pytest.fail("the book is not built: run `make book` (make test does it first)")
     return path
+
+
+def in_both(pages: Callable[[str], list[str]]) -> list[Any]:
+    """pytest params (edition, page) for every page of both editions, with readable ids."""
+    return [
+        pytest.param(edition, page, id=page if edition == "en" else f"{edition}:{page}")
+        for edition in EDITIONS
+        for page in pages(edition)
+    ]
 
 
 # How every browser test starts Debian's Chromium: headless, and with its background

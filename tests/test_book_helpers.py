@@ -112,3 +112,12 @@ def test_table_shows_a_named_index_as_columns_without_blank_header_cells():
 def test_table_hides_a_default_range_index():
     html = book.table(pd.DataFrame({"n": [1, 2]})).to_html()
     assert re.findall(r"<th[^>]*>(.*?)</th>", html) == ["n"]
+
+
+def test_glue_with_zh_also_glues_the_chinese_twin(monkeypatch):
+    import myst_nb
+
+    glued = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: glued.append((name, value)))
+    book.glue("ch99_word", "exactly zero", display=False, zh="恰好为零")
+    assert sorted(glued) == [("ch99_word", "exactly zero"), ("ch99_word_zh", "恰好为零")]

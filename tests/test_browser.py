@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from book_build import ROOT, built_page, chromium, toc_files
+from book_build import ROOT, built_page, chromium, in_both, toc_files
 
 pytestmark = [pytest.mark.book, pytest.mark.browser]
 
@@ -27,9 +27,9 @@ def _record_console_error(problems: list[str], message) -> None:
         problems.append(f"console error: {message.text}")
 
 
-@pytest.mark.parametrize("page_name", toc_files())
-def test_page_renders_offline_with_math_images_and_a_clean_console(browser, page_name):
-    path = built_page(page_name)
+@pytest.mark.parametrize(("edition", "page_name"), in_both(toc_files))
+def test_page_renders_offline_with_math_images_and_a_clean_console(browser, edition, page_name):
+    path = built_page(page_name, edition)
     page = browser.new_page()
     problems: list[str] = []
     page.on("console", lambda m: _record_console_error(problems, m))
@@ -52,8 +52,9 @@ def test_page_renders_offline_with_math_images_and_a_clean_console(browser, page
         )
         assert broken == [], f"images that did not load: {broken}"
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        prefix = "" if edition == "en" else f"{edition}__"
         page.screenshot(
-            path=str(SCREENSHOTS / f"{page_name.replace('/', '__')}.png"), full_page=True
+            path=str(SCREENSHOTS / f"{prefix}{page_name.replace('/', '__')}.png"), full_page=True
         )
         assert problems == []
     finally:
@@ -78,5 +79,41 @@ def test_search_finds_densenet(browser):
         page.goto(search.as_uri() + "?q=DenseNet", wait_until="load")
         page.wait_for_selector("#search-results ul.search li", timeout=15_000)
         assert page.locator("#search-results ul.search li").count() >= 1
+    finally:
+        page.close()
+
+
+def test_chinese_text_renders_as_glyphs_not_boxes(browser):
+    """Two different Chinese characters draw different pixels; a missing font draws two boxes."""
+    page = browser.new_page()
+    try:
+        page.goto(built_page("chapters/03_channel_growth", "zh").as_uri(), wait_until="load")
+        same = page.evaluate(
+            """() => {
+                const font = getComputedStyle(document.querySelector("article p")).font;
+                const draw = (ch) => {
+                    const canvas = document.createElement("canvas");
+                    canvas.width = canvas.height = 64;
+                    const ctx = canvas.getContext("2d");
+                    ctx.font = font.replace(/\\d+(\\.\\d+)?px/, "40px");
+                    ctx.fillText(ch, 4, 48);
+                    return Array.from(ctx.getImageData(0, 0, 64, 64).data).join(",");
+                };
+                return draw("稠") === draw("密");
+            }"""
+        )
+        assert not same, "Chinese characters render as boxes: install a CJK font (fonts-noto-cjk)"
+    finally:
+        page.close()
+
+
+def test_the_language_link_opens_the_chinese_page(browser):
+    page = browser.new_page()
+    try:
+        page.goto(built_page("chapters/03_channel_growth").as_uri(), wait_until="load")
+        page.click("p.language-switch a")
+        page.wait_for_load_state("load")
+        assert page.url.endswith("/zh/chapters/03_channel_growth.html")
+        assert page.evaluate("() => document.documentElement.lang").startswith("zh")
     finally:
         page.close()

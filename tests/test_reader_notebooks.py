@@ -149,14 +149,35 @@ def test_unknown_roles_directives_and_targets_are_errors_not_silence():
         render("{doc}`99_missing`")
 
 
-def test_site_url_is_github_pages_of_the_repository_unless_baseurl_is_set():
-    def app(baseurl: str, repository: str) -> SimpleNamespace:
-        options = {"repository_url": repository}
-        config = SimpleNamespace(html_baseurl=baseurl, html_theme_options=options)
-        return SimpleNamespace(config=config)
+def _app(baseurl: str, repository: str, prefix: str = "") -> SimpleNamespace:
+    options = {"repository_url": repository}
+    config = SimpleNamespace(
+        html_baseurl=baseurl,
+        html_theme_options=options,
+        reader_notebooks_prefix=prefix,
+        reader_notebooks_branch="notebooks",
+    )
+    return SimpleNamespace(config=config)
 
-    assert rn.site_url(app("", "https://github.com/Org/book")) == "https://org.github.io/book/"
-    assert rn.site_url(app("https://book.example/x", "")) == "https://book.example/x/"
+
+def test_site_url_is_github_pages_of_the_repository_unless_baseurl_is_set():
+    assert rn.site_url(_app("", "https://github.com/Org/book")) == "https://org.github.io/book/"
+    assert rn.site_url(_app("https://book.example/x", "")) == "https://book.example/x/"
+
+
+def test_the_chinese_edition_lives_under_its_prefix_on_the_site_and_the_branch():
+    app = _app("", "https://github.com/Org/book", prefix="zh/")
+    assert rn.site_url(app) == "https://org.github.io/book/zh/"
+    assert rn.colab_url(app, "chapters/03_channel_growth") == (
+        "https://colab.research.google.com/github/Org/book/blob/notebooks/zh/"
+        "chapters/03_channel_growth.ipynb"
+    )
+
+
+def test_edition_words_follow_the_language():
+    assert rn.words_for("zh_CN")["solution"] == "解答"
+    assert rn.words_for(None)["solution"] == "Solution"
+    assert rn.words_for("fr")["references"] == "References"  # no French words: English
 
 
 def test_leftover_check_finds_myst_outside_code_only():

@@ -35,3 +35,15 @@ def test_deploy_waits_for_the_tested_build_and_skips_pull_requests():
     deploy = _workflow()["jobs"]["deploy"]
     assert deploy["needs"] == "build"
     assert "pull_request" in deploy["if"]
+
+
+def test_both_editions_reader_notebooks_are_published_where_colab_looks():
+    """Colab buttons of the Chinese edition open <branch>/zh/<page>.ipynb (zh/_config.yml)."""
+    zh_prefix = yaml.safe_load((ROOT / "zh" / "_config.yml").read_text())["sphinx"]["config"][
+        "reader_notebooks_prefix"
+    ]
+    steps = _workflow()["jobs"]["build"]["steps"]
+    publish = next(s["run"] for s in steps if "git push" in s.get("run", ""))
+    assert 'cp -r _build/html/_notebooks "$RUNNER_TEMP/reader-notebooks"' in publish
+    target = f'"$RUNNER_TEMP/reader-notebooks/{zh_prefix.rstrip("/")}"'
+    assert f"cp -r _build/html/zh/_notebooks {target}" in publish
