@@ -12,8 +12,11 @@ from densenet_edu.analysis import (
     layer_table,
     trace_shapes,
 )
-from densenet_edu.errors import InputShapeError, WeightsError
+from densenet_edu.config import DenseNetConfig
+from densenet_edu.deploy import export_onnx
+from densenet_edu.errors import InputShapeError, NotScriptableError, WeightsError
 from densenet_edu.fast import FastDenseBlock, FastDenseNet, optimize_for_inference
+from densenet_edu.features import extract_features, feature_taps
 from densenet_edu.layers import DenseBlock, DenseLayer, Transition, compressed_channels
 from densenet_edu.model import (
     ARCHITECTURES,
@@ -35,9 +38,11 @@ __all__ = [
     "DenseBlock",
     "DenseLayer",
     "DenseNet",
+    "DenseNetConfig",
     "FastDenseBlock",
     "FastDenseNet",
     "InputShapeError",
+    "NotScriptableError",
     "Transition",
     "WeightsError",
     "channel_schedule",
@@ -51,7 +56,10 @@ __all__ = [
     "densenet201",
     "densenet264",
     "densenet_cifar",
+    "export_onnx",
+    "extract_features",
     "feature_reuse",
+    "feature_taps",
     "layer_table",
     "load_torchvision_weights",
     "optimize_for_inference",

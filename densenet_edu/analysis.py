@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from densenet_edu.architectures import architecture
+from densenet_edu.config import DenseNetConfig
 from densenet_edu.layers import compressed_channels
 
 __all__ = [
@@ -24,9 +26,7 @@ __all__ = [
     "channel_schedule",
     "count_macs",
     "count_parameters",
-    "feature_reuse",
     "layer_table",
-    "plot_feature_reuse",
     "trace_shapes",
 ]
 
@@ -77,7 +77,7 @@ class ChannelSchedule:
 
 
 def channel_schedule(
-    model_or_arch: nn.Module | str | None = None,
+    model_or_arch: nn.Module | DenseNetConfig | str | None = None,
     *,
     growth_rate: int = 32,
     block_config: Sequence[int] = (6, 12, 24, 16),
@@ -91,8 +91,9 @@ def channel_schedule(
     outputs floor(theta * m).
 
     Args:
-        model_or_arch: a DenseNet (its configuration is used), an architecture name
-            such as ``"densenet121"``, or None to use the keyword arguments.
+        model_or_arch: a DenseNet (its ``config`` is used), a ``DenseNetConfig``, an
+            architecture name such as ``"densenet121"``, or None to use the keyword
+            arguments.
 
     Example:
         >>> s = channel_schedule("densenet121")
@@ -100,26 +101,22 @@ def channel_schedule(
         (256, 128, 1024)
     """
     if isinstance(model_or_arch, str):
-        from densenet_edu.model import ARCHITECTURES
-
-        if model_or_arch not in ARCHITECTURES:
-            raise ValueError(
-                f"unknown architecture {model_or_arch!r}; choose from {', '.join(ARCHITECTURES)}"
-            )
-        config = ARCHITECTURES[model_or_arch]
-        growth_rate = config["growth_rate"]
-        block_config = config["block_config"]
-        num_init_features = config["num_init_features"]
+        model_or_arch = architecture(model_or_arch).config
     elif isinstance(model_or_arch, nn.Module):
         config = getattr(model_or_arch, "config", None)
-        if config is None:
+        if not isinstance(config, DenseNetConfig):
             raise TypeError("channel_schedule needs a densenet_edu.DenseNet (it has a .config)")
-        growth_rate = config["growth_rate"]
-        block_config = config["block_config"]
-        num_init_features = config["num_init_features"]
-        compression = config["compression"]
+        model_or_arch = config
+    if isinstance(model_or_arch, DenseNetConfig):
+        growth_rate = model_or_arch.growth_rate
+        block_config = model_or_arch.block_config
+        num_init_features = model_or_arch.num_init_features
+        compression = model_or_arch.compression
     elif model_or_arch is not None:
-        raise TypeError(f"expected a model, an architecture name or None, got {model_or_arch!r}")
+        raise TypeError(
+            f"expected a model, a DenseNetConfig, an architecture name or None, "
+            f"got {model_or_arch!r}"
+        )
 
     schedule = ChannelSchedule(growth_rate=growth_rate, compression=compression)
     channels = num_init_features
@@ -231,8 +228,3 @@ def trace_shapes(
 def count_macs(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224)) -> int:
     """Total multiply-adds of convolutions and linear layers for one forward pass."""
     return sum(row.macs for row in layer_table(model, input_shape, depth=1))
-
-
-# The feature-reuse heat map (paper, Figure 5) lives in its own module; it is part of
-# the same toolbox, so it is importable from here too.
-from densenet_edu.reuse import feature_reuse, plot_feature_reuse  # noqa: E402

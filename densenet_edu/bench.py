@@ -10,7 +10,12 @@ Sections:
 
 * ``eval_b1`` / ``eval_b16``: DenseNet-121 inference at 224x224, batch 1 (latency) and
   batch 16 (throughput): torchvision eager and channels_last, densenet_edu eager and its
-  fast path (:func:`densenet_edu.fast.optimize_for_inference`), optionally torch.compile.
+  fast path (:func:`densenet_edu.fast.optimize_for_inference`), torch.jit's
+  optimize_for_inference, and, when the ``bench`` extra is installed, timm, ONNX Runtime
+  and OpenVINO (:mod:`densenet_edu.contenders`; ``--compile`` adds inductor). Each row
+  also gives the maximum relative error against torchvision eager, GFLOP/s (2 x
+  multiply-adds per image) and the fraction of the machine's measured fp32 peak (a
+  2048x2048 matmul, :func:`densenet_edu.measure.matmul_peak_gflops`, same run).
 * ``train_121``: one SGD step (forward, loss, backward, update) of DenseNet-121, batch 16.
 * ``train_cifar``: one SGD step of CIFAR DenseNet-BC (L=100, k=12), batch 64, plain vs
   ``memory_efficient=True``.
@@ -33,12 +38,12 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
+import statistics
 import subprocess
 import sys
-import time
+import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +52,15 @@ import torch.nn.functional as F
 from torch import nn
 
 import densenet_edu as de
-from densenet_edu.fast import optimize_for_inference
+from densenet_edu.analysis import count_macs
+from densenet_edu.bench_report import (
+    SECTION_TITLES,
+    Result,
+    machine_info,
+    markdown_table,
+    write_report,
+)
+from densenet_edu.contenders import Runner, build_contenders, relative_error
 from densenet_edu.measure import (
     calibrate_batchnorm,
     make_train_step,
@@ -56,6 +69,7 @@ from densenet_edu.measure import (
     saved_tensor_bytes,
     time_interleaved,
 )
+from densenet_edu.precision import agreement, natural_images, precision_contenders
 from densenet_edu.progress import progress_bar
 
 __all__ = [
@@ -67,6 +81,12 @@ __all__ = [
     "run",
     "write_report",
 ]
+
+
+#: The eval sections time an fp32 matmul of this size in the same rounds as the models:
+#: the machine's practical peak under the same load (see measure.matmul_peak_gflops).
+PEAK_N = 2048
+PEAK = f"fp32 matmul {PEAK_N}x{PEAK_N} (the peak)"
 
 
 @dataclass
@@ -86,7 +106,15 @@ class BenchConfig:
     eval_batch: int = 16
     train_batch: int = 16
     compile: bool = False
-    sections: tuple[str, ...] = ("eval_b1", "eval_b16", "train_121", "train_cifar", "memory")
+    peak_gflops: float | None = None  # highest matmul GFLOP/s of the eval sections
+    sections: tuple[str, ...] = (
+        "eval_b1",
+        "eval_b16",
+        "train_121",
+        "train_cifar",
+        "memory",
+        "precision",
+    )
 
     @classmethod
     def quick(cls, device: str = "cpu") -> BenchConfig:
@@ -103,24 +131,6 @@ class BenchConfig:
             eval_batch=4,
             train_batch=4,
         )
-
-
-@dataclass
-class Result:
-    """One contender in one section. ``seconds`` is the median per call."""
-
-    section: str
-    name: str
-    batch: int
-    seconds: float | None = None
-    times: list[float] = field(default_factory=list)
-    images_per_s: float | None = None
-    vs_torchvision: float | None = None  # speed-up over torchvision eager (>1 is faster)
-    vs_torchvision_cl: float | None = None  # speed-up over torchvision channels_last
-    vs_reference: float | None = None  # time relative to the section's reference (<1 faster)
-    peak_bytes: int | None = None
-    saved_bytes: int | None = None
-    note: str = ""
 
 
 # --- models --------------------------------------------------------------------------
@@ -140,50 +150,85 @@ def _channels_last(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).to(memory_format=torch.channels_last)
 
 
-def _compile(model: nn.Module) -> nn.Module:
-    return torch.compile(model, fullgraph=True)
-
-
 # --- sections ------------------------------------------------------------------------
 
 
 def bench_eval(
     cfg: BenchConfig, batch: int, section: str, repeats: int, warmup: int
 ) -> list[Result]:
-    """DenseNet-121 inference: median seconds per batch for every contender."""
+    """DenseNet-121 inference: median seconds per batch and agreement for every contender.
+
+    Contenders: :func:`densenet_edu.contenders.build_contenders` (the optional ones are
+    skipped with a printed reason when their package is missing). Each one's output on
+    the timed batch is compared with torchvision eager's before timing.
+    """
     device = torch.device(cfg.device)
     theirs, ours = _models_121(device)
-    theirs_cl = _channels_last(theirs)
     x = torch.randn(batch, 3, cfg.image_size, cfg.image_size, device=device)
-    x_cl = x.contiguous(memory_format=torch.channels_last)
-    fast = optimize_for_inference(ours)
-    runs: dict[str, Callable[[], Any]] = {
-        "torchvision eager": lambda: theirs(x),
-        "torchvision channels_last": lambda: theirs_cl(x_cl),
-        "densenet_edu eager": lambda: ours(x),
-        "densenet_edu fast": lambda: fast(x),
-    }
-    if device.type == "cuda":
-        for dtype in (torch.bfloat16, torch.float16):
-            short = str(dtype).removeprefix("torch.")
-            runs[f"torchvision channels_last autocast {short}"] = _autocast(
-                device, dtype, lambda: theirs_cl(x_cl)
-            )
-            runs[f"densenet_edu fast autocast {short}"] = _autocast(device, dtype, lambda: fast(x))
-    if cfg.compile:
-        compiled_tv = _compile(theirs_cl)
-        compiled_fast = _compile(fast)
-        runs["torchvision channels_last compiled"] = lambda: compiled_tv(x_cl)
-        runs["densenet_edu fast compiled"] = lambda: compiled_fast(x)
-    with torch.inference_mode():
-        times = time_interleaved(runs, repeats, warmup, device, desc=f"{section} (batch {batch})")
-    return _results(section, batch, times)
+    with tempfile.TemporaryDirectory() as folder, torch.inference_mode():
+        runs, skipped = build_contenders(
+            theirs, ours, Path(folder), cfg.image_size, compile=cfg.compile
+        )
+        if device.type == "cuda":
+            fast, theirs_cl = runs["densenet_edu fast"], runs["torchvision channels_last"]
+            for dtype in (torch.bfloat16, torch.float16):
+                short = str(dtype).removeprefix("torch.")
+                runs[f"torchvision channels_last autocast {short}"] = _autocast(
+                    device, dtype, theirs_cl
+                )
+                runs[f"densenet_edu fast autocast {short}"] = _autocast(device, dtype, fast)
+        reference = theirs(x)
+        errors = {name: relative_error(run(x), reference) for name, run in runs.items()}
+        calls = {name: (lambda run=run: run(x)) for name, run in runs.items()}
+        # The machine's fp32 peak, timed in the same rounds: the same load as the models.
+        a, b = (torch.randn(PEAK_N, PEAK_N, device=device) for _ in range(2))
+        calls[PEAK] = lambda: a @ b
+        times = time_interleaved(calls, repeats, warmup, device, desc=f"{section} (batch {batch})")
+    peak_gflops = 2 * PEAK_N**3 / statistics.median(times.pop(PEAK)) / 1e9
+    cfg.peak_gflops = max(cfg.peak_gflops or 0.0, peak_gflops)
+    results = _results(section, batch, times)
+    macs = count_macs(ours, (1, 3, cfg.image_size, cfg.image_size))
+    for r in results:
+        r.rel_error = errors[r.name]
+        r.gflops = 2 * macs * batch / r.seconds / 1e9
+        r.peak_fraction = r.gflops / peak_gflops
+    results.append(Result(section, PEAK, batch, gflops=peak_gflops, peak_fraction=1.0, note="peak"))
+    results += [
+        Result(section, name, batch, note=f"skipped: {why}") for name, why in skipped.items()
+    ]
+    return results
 
 
-def _autocast(device: torch.device, dtype: torch.dtype, fn: Callable[[], Any]) -> Callable[[], Any]:
-    def run() -> Any:
+def bench_precision(cfg: BenchConfig) -> list[Result]:
+    """float32 vs bfloat16 vs int8 on natural images: time and agreement with float32.
+
+    See :mod:`densenet_edu.precision`. The batch is the sample photographs at two crops.
+    """
+    device = torch.device(cfg.device)
+    theirs, ours = _models_121(device)
+    x = natural_images(cfg.image_size).to(device)
+    with tempfile.TemporaryDirectory() as folder, torch.inference_mode():
+        runs, skipped = precision_contenders(theirs, ours, Path(folder), cfg.image_size)
+        reference = theirs(x)
+        agree = {name: agreement(run(x), reference) for name, run in runs.items()}
+        calls = {name: (lambda run=run: run(x)) for name, run in runs.items()}
+        times = time_interleaved(
+            calls, cfg.throughput_repeats, cfg.throughput_warmup, device, desc="precision"
+        )
+    results = _results("precision", len(x), times, reference="torchvision eager float32")
+    for r in results:
+        r.rel_error, r.top1, r.top5 = (agree[r.name][k] for k in ("rel_error", "top1", "top5"))
+        r.vs_torchvision = 1 / r.vs_reference if r.vs_reference else None
+    results += [
+        Result("precision", name, len(x), note=f"skipped: {why}") for name, why in skipped.items()
+    ]
+    return results
+
+
+def _autocast(device: torch.device, dtype: torch.dtype, fn: Runner) -> Runner:
+    def run(x: torch.Tensor) -> Any:
         with torch.autocast(device.type, dtype=dtype):
-            return fn()
+            return fn(x)
 
     return run
 
@@ -326,101 +371,6 @@ def _results(
     ]
 
 
-# --- report --------------------------------------------------------------------------
-
-SECTION_TITLES = {
-    "eval_b1": "Inference latency, DenseNet-121",
-    "eval_b16": "Inference throughput, DenseNet-121",
-    "train_121": "Training step, DenseNet-121",
-    "train_cifar": "Training step, CIFAR DenseNet-BC (L=100, k=12)",
-    "memory": "Peak training-step memory, CIFAR DenseNet-BC (L=100, k=12)",
-}
-
-
-def machine_info(device: str) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "device": device,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": _cpu_name(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-    try:
-        import torchvision
-
-        info["torchvision"] = torchvision.__version__
-    except ImportError:  # pragma: no cover - torchvision is a dependency
-        pass
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _fmt_ratio(value: float | None) -> str:
-    return f"{value:.2f}x" if value is not None else ""
-
-
-def markdown_table(results: list[Result], info: dict[str, Any]) -> str:
-    """The results as Markdown: one table per section, absolute figures and ratios."""
-    lines = [
-        f"Device: {info.get('gpu', info['processor'])} ({info['device']}), "
-        f"torch {info['torch']}, torchvision {info.get('torchvision', '?')}, "
-        f"{info['threads']} thread(s), {info['date']}.",
-        "",
-    ]
-    for section, title in SECTION_TITLES.items():
-        rows = [r for r in results if r.section == section]
-        if not rows:
-            continue
-        lines += [f"### {title} (batch {rows[0].batch})", ""]
-        if section == "memory":
-            lines += [
-                "| configuration | peak memory growth (MB) | saved for backward (MB) | vs plain |",
-                "|---|---:|---:|---:|",
-            ]
-            for r in rows:
-                lines.append(
-                    f"| {r.name} | {r.peak_bytes / 2**20:.1f} | {r.saved_bytes / 2**20:.1f} "
-                    f"| {_fmt_ratio(r.vs_reference)} |"
-                )
-        elif section.startswith("eval"):
-            lines += [
-                "| contender | median ms / batch | images/s | speed-up vs torchvision "
-                "| vs torchvision channels_last |",
-                "|---|---:|---:|---:|---:|",
-            ]
-            for r in rows:
-                lines.append(
-                    f"| {r.name} | {r.seconds * 1e3:.1f} | {r.images_per_s:.1f} "
-                    f"| {_fmt_ratio(r.vs_torchvision)} | {_fmt_ratio(r.vs_torchvision_cl)} |"
-                )
-        else:
-            ratio = "speed-up vs torchvision" if section == "train_121" else "time vs plain"
-            lines += [
-                f"| contender | median s / step | images/s | {ratio} |",
-                "|---|---:|---:|---:|",
-            ]
-            for r in rows:
-                value = r.vs_torchvision if section == "train_121" else r.vs_reference
-                lines.append(
-                    f"| {r.name} | {r.seconds:.3f} | {r.images_per_s:.1f} | {_fmt_ratio(value)} |"
-                )
-        lines.append("")
-    return "\n".join(lines)
-
-
 def run(cfg: BenchConfig) -> tuple[list[Result], dict[str, Any]]:
     """Run the selected sections and return the results and the machine description."""
     results: list[Result] = []
@@ -432,26 +382,15 @@ def run(cfg: BenchConfig) -> tuple[list[Result], dict[str, Any]]:
         "train_121": lambda: bench_train_121(cfg),
         "train_cifar": lambda: bench_train_cifar(cfg),
         "memory": lambda: bench_memory(cfg),
+        "precision": lambda: bench_precision(cfg),
     }
     for name in cfg.sections:
         if name not in sections:
             raise ValueError(f"unknown section {name!r}; choose from {', '.join(sections)}")
         results += sections[name]()
     info = machine_info(cfg.device)
-    try:
-        import timm  # noqa: F401
-
-        info["timm"] = "installed but not benchmarked"
-    except ImportError:
-        info["timm"] = "not installed (skipped)"
+    info["peak_gflops"] = cfg.peak_gflops
     return results, info
-
-
-def write_report(results: list[Result], info: dict[str, Any], out_dir: Path, stem: str) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{stem}.md").write_text(markdown_table(results, info))
-    payload = {"machine": info, "results": [asdict(r) for r in results]}
-    (out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

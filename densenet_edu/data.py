@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
+from densenet_edu.errors import DataError
+
 __all__ = [
     "CIFAR_STATS",
     "DATASETS",
@@ -43,10 +45,6 @@ CIFAR_STATS = {
 
 _CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 _CIFAR_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
-
-
-class DataError(ValueError):
-    """A dataset is unknown, missing, corrupt, or could not be downloaded."""
 
 
 @dataclass

@@ -26,17 +26,28 @@ into a :class:`FastDenseNet` that computes the same function in eval mode with l
 4. **channels_last** memory format by default, which oneDNN's CPU convolutions prefer.
 
 The fast model is for inference only: it has no BatchNorm statistics to update and no
-dropout, so ``.train()`` raises :class:`RuntimeError`.
+dropout. It may still sit in a container that is switched to training mode
+(``nn.Sequential(fast, head).train()``): in train mode it computes exactly what it computes
+in eval mode (the source model's eval-mode function), updates no statistics, and its
+weights stay frozen (``requires_grad=False``); gradients still flow through it to its input.
+It checks its input as the eager model does (``densenet_edu.inputs.check_images``), traces
+with ``torch.fx`` and exports with ``torch.export`` / :func:`densenet_edu.export_onnx`;
+``torch.jit.script`` is refused with the routes that work.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from typing import NoReturn
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from densenet_edu.errors import NotScriptableError
+from densenet_edu.inputs import check_images
+from densenet_edu.onednn import PackedConv2d
 
 __all__ = ["FastDenseBlock", "FastDenseNet", "fold_batchnorm", "optimize_for_inference"]
 
@@ -90,6 +101,12 @@ class _ScaleShiftReLU(nn.Module):
 
     def __init__(self, norm: nn.BatchNorm2d) -> None:
         super().__init__()
+        act = getattr(norm, "act", None)  # timm's BatchNormAct2d applies its own activation
+        if act is not None and not isinstance(act, nn.ReLU):
+            raise TypeError(
+                f"optimize_for_inference cannot convert a BatchNorm exactly: it applies "
+                f"{type(act).__name__}, and the fast model assumes ReLU"
+            )
         scale, shift = _bn_scale_shift(norm)
         dtype = norm.running_mean.dtype
         # Shaped (1, C, 1, 1) to broadcast over (N, C, H, W) in any memory format.
@@ -103,7 +120,10 @@ class _ScaleShiftReLU(nn.Module):
 
 
 class _FastDenseLayer(nn.Module):
-    """One dense layer H_l, eval only: scale-shift-ReLU, conv1 (+ folded norm2), ReLU, conv2.
+    """One dense layer H_l, eval only: scale-shift-ReLU, conv1 (+ folded norm2 + ReLU), conv2.
+
+    The convolutions are :class:`~densenet_edu.onednn.PackedConv2d`: weights reordered
+    once for oneDNN, the ReLU after the bottleneck fused into its convolution.
 
     Shapes: reads (N, c_l, H, W), returns its k new maps (N, k, H, W).
     """
@@ -113,19 +133,42 @@ class _FastDenseLayer(nn.Module):
         self.norm_relu1 = _ScaleShiftReLU(layer.norm1)
         self.in_channels = layer.norm1.num_features
         if hasattr(layer, "norm2"):
-            self.conv1 = fold_batchnorm(layer.conv1, layer.norm2)
-            self.conv2: nn.Conv2d | None = copy.deepcopy(layer.conv2)
+            _fused_activation(layer.norm2, "a dense layer's norm2")
+            self.conv1 = PackedConv2d(fold_batchnorm(layer.conv1, layer.norm2), relu=True)
+            self.conv2: nn.Conv2d | None = PackedConv2d(layer.conv2)
             self.growth_rate = layer.conv2.out_channels
         else:  # plain DenseNet (no bottleneck): BN-ReLU-3x3 conv only
-            self.conv1 = copy.deepcopy(layer.conv1)
+            self.conv1 = PackedConv2d(layer.conv1)
             self.conv2 = None
             self.growth_rate = layer.conv1.out_channels
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv1(self.norm_relu1(x))
+        out = self.conv1(self.norm_relu1(x))  # conv1 applies the ReLU of norm2 itself
         if self.conv2 is not None:
-            out = self.conv2(F.relu_(out))
+            out = self.conv2(out)
         return out
+
+
+def _block_buffer(x: Tensor, channels: int, channels_last: bool) -> Tensor:
+    """An uninitialised (N, channels, H, W) tensor like ``x``: a dense block's output buffer."""
+    n, _, h, w = x.shape
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(
+        (n, channels, h, w), dtype=x.dtype, device=x.device, memory_format=memory_format
+    )
+
+
+def _write_maps(buffer: Tensor, maps: Tensor, start: int) -> Tensor:
+    """Write ``maps`` into ``buffer``'s channels from ``start`` on; return the buffer."""
+    buffer[:, start : start + maps.shape[1]].copy_(maps)
+    return buffer
+
+
+# torch.fx records a call of each of these as one node instead of tracing into it: a
+# proxy has no concrete shape to allocate a buffer with, and returning the buffer from
+# every write makes the data flow explicit (the block's output is its last node).
+torch.fx.wrap("_block_buffer")
+torch.fx.wrap("_write_maps")
 
 
 class FastDenseBlock(nn.Module):
@@ -154,25 +197,17 @@ class FastDenseBlock(nn.Module):
                 "FastDenseBlock expects a dense block (a module whose children are dense "
                 f"layers with norm1 and conv1), got {type(block).__name__}"
             )
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.channels_last = channels_last
         self.layers = nn.ModuleList(_FastDenseLayer(layer) for layer in _dense_layers(block))
         self.in_channels = self.layers[0].in_channels
         self.out_channels = self.in_channels + sum(layer.growth_rate for layer in self.layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        n, _, h, w = x.shape
-        buffer = torch.empty(
-            (n, self.out_channels, h, w),
-            dtype=x.dtype,
-            device=x.device,
-            memory_format=self.memory_format,
-        )
-        buffer[:, : self.in_channels].copy_(x)
+        buffer = _write_maps(_block_buffer(x, self.out_channels, self.channels_last), x, 0)
         end = self.in_channels
         for layer in self.layers:
             # buffer[:, :end] is a view: layer l reads every earlier map without a copy.
-            new = layer(buffer[:, :end])
-            buffer[:, end : end + layer.growth_rate].copy_(new)
+            buffer = _write_maps(buffer, layer(buffer[:, :end]), end)
             end += layer.growth_rate
         return buffer
 
@@ -186,7 +221,7 @@ class _FastTransition(nn.Module):
     def __init__(self, transition: nn.Module) -> None:
         super().__init__()
         self.norm_relu = _ScaleShiftReLU(transition.norm)
-        self.conv = copy.deepcopy(transition.conv)
+        self.conv = PackedConv2d(transition.conv)
         self.pool = copy.deepcopy(transition.pool)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -196,104 +231,170 @@ class _FastTransition(nn.Module):
 class FastDenseNet(nn.Module):
     """An inference-only DenseNet built by :func:`optimize_for_inference`.
 
-    Shapes: (N, C_in, H, W) -> (N, num_classes), the same function as the source model
-    in eval mode (float32 relative error around 1e-6).
+    Shapes: (N, C_in, H, W) -> (N, num_classes) (or whatever the source's classifier
+    returns), the same function as the source model in eval mode (float32 relative error
+    around 1e-6).
     """
 
     def __init__(self, model: nn.Module, channels_last: bool = True) -> None:
         super().__init__()
-        stages: list[nn.Module] = []
-        children = list(model.features.named_children())
-        i = 0
-        while i < len(children):
-            name, module = children[i]
-            following = children[i + 1][1] if i + 1 < len(children) else None
-            if isinstance(module, nn.Conv2d) and isinstance(following, nn.BatchNorm2d):
-                stages.append(fold_batchnorm(module, following))
-                i += 2
-                continue
-            if _is_dense_block(module):
-                stages.append(FastDenseBlock(module, channels_last))
-            elif _is_transition(module):
-                stages.append(_FastTransition(module))
-            elif isinstance(module, nn.BatchNorm2d):  # norm5: BN-ReLU before pooling
-                stages.append(_ScaleShiftReLU(module))
-            elif isinstance(module, (nn.Conv2d, nn.ReLU, nn.MaxPool2d)):
-                stages.append(copy.deepcopy(module))
-            else:
-                raise TypeError(
-                    f"optimize_for_inference does not know how to convert features.{name} "
-                    f"({type(module).__name__})"
-                )
-            i += 1
-        if not isinstance(stages[-1], _ScaleShiftReLU):
-            raise TypeError("expected the DenseNet's features to end with a BatchNorm (norm5)")
-        self.features = nn.Sequential(*stages)
-        self.classifier = copy.deepcopy(model.classifier)
-        self.in_channels = _first_conv(model).in_channels
+        self.features = nn.Sequential(*_fast_stages(model.features, channels_last))
+        self.classifier = copy.deepcopy(model.classifier).eval()
         self.channels_last = channels_last
         for p in self.parameters():
             p.requires_grad_(False)
         if channels_last:
             self.to(memory_format=torch.channels_last)
+        # What the input checks read (first conv: channels, dtype, device; then every
+        # size-changing layer): kept as a plain attribute, not a registered submodule,
+        # so the state_dict has no duplicate; the conv is shared, so .to() moves it too.
+        self.__dict__["_geometry"] = nn.Sequential(*_geometry(self.features))
         super().train(False)
 
+    @property
+    def in_channels(self) -> int:
+        """Channels of the input images (the first convolution's)."""
+        return _first_conv(self).in_channels
+
     def forward(self, x: Tensor) -> Tensor:
-        if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
-            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(
-                f"FastDenseNet expects a tensor (N, {self.in_channels}, H, W), got {got}"
-            )
+        # The eager model's checks and messages (rank, channels, size, dtype, device), once
+        # per call; skipped while torch.fx / torch.jit.trace trace.
+        check_images(x, self._geometry, type(self).__name__, training=False)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        # norm5 + ReLU are the last stage of self.features; then pool and classify.
-        out = self.features(x)
+        out = self.features(x)  # norm5 + ReLU are the last stage
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)
         return self.classifier(out)
 
     def train(self, mode: bool = True) -> FastDenseNet:
-        """Only ``train(False)``/``eval()`` is allowed: the model has no BatchNorm left to train."""
-        if mode:
-            raise RuntimeError(
-                "FastDenseNet is inference-only (its BatchNorms are folded into the "
-                "convolutions); train the original model and call optimize_for_inference again"
-            )
-        return super().train(False)
+        """Set the mode flag (so containers can switch it); the computation never changes.
+
+        In train mode the model still computes its source's *eval-mode* function: it has
+        no BatchNorm statistics to update, its submodules (a custom head's dropout too)
+        stay in eval mode, and its weights are frozen. To train, train the source model
+        and call :func:`optimize_for_inference` again.
+        """
+        self.training = bool(mode)  # the flag only: every submodule stays in eval mode
+        return self
+
+    def __prepare_scriptable__(self) -> NoReturn:
+        # torch.jit.script calls this first: refuse with the routes that work.
+        raise NotScriptableError(type(self).__name__)
 
 
 def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> FastDenseNet:
     """Return an eval-only copy of a DenseNet that computes the same outputs, faster.
 
     Args:
-        model: a :class:`densenet_edu.DenseNet` or a ``torchvision.models.DenseNet``
-            (any depth, ImageNet or CIFAR stem, with or without bottlenecks). It is not
-            modified; its BatchNorm running statistics are used, whatever its mode.
+        model: a :class:`densenet_edu.DenseNet`, a ``torchvision.models.DenseNet`` or
+            timm's ``densenet121`` (any depth, ImageNet or CIFAR stem, with or without
+            bottlenecks, any ``classifier`` module applied to the pooled features, such
+            as ``nn.Identity()`` for a backbone). It is not modified; its BatchNorm
+            running statistics are used, whatever its mode.
         channels_last: store weights and activations in NHWC order (faster with oneDNN
             on CPU and with tensor cores on GPU).
 
     Returns:
         A :class:`FastDenseNet`, on the model's device and dtype, already in eval mode.
-        ``.train()`` on it raises RuntimeError.
 
     Raises:
-        TypeError: if ``model`` is not a DenseNet (needs ``.features`` with dense
-            blocks and a linear ``.classifier``).
+        TypeError: if ``model`` is not a DenseNet this function can convert exactly; the
+            message says which part it could not convert.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"optimize_for_inference expects a DenseNet model, got {type(model)}")
+    name = type(model).__name__
     features = getattr(model, "features", None)
-    classifier = getattr(model, "classifier", None)
-    if (
-        not isinstance(features, nn.Sequential)
-        or not isinstance(classifier, nn.Linear)
-        or not any(_is_dense_block(m) for m in features.children())
-    ):
+    if not isinstance(features, nn.Sequential):
         raise TypeError(
-            "optimize_for_inference expects a DenseNet (densenet_edu or torchvision: a "
-            "`features` nn.Sequential containing dense blocks and a linear `classifier`), "
-            f"got {type(model).__name__}"
+            "optimize_for_inference expects a DenseNet (densenet_edu, torchvision or timm: a "
+            f"`features` nn.Sequential of stem, dense blocks and transitions); this {name} "
+            "has no `features` nn.Sequential"
         )
+    if not any(_is_dense_block(m) for m in features.children()):
+        raise TypeError(
+            f"optimize_for_inference expects a DenseNet, but this {name}'s `features` "
+            "holds no dense block (a module whose children all have norm1 and conv1)"
+        )
+    if not isinstance(getattr(model, "classifier", None), nn.Module):
+        raise TypeError(
+            f"optimize_for_inference expects a DenseNet with a `classifier` module (use "
+            f"nn.Identity() for none); this {name} has none"
+        )
+    _check_head(model)
     return FastDenseNet(model, channels_last=channels_last)
+
+
+def _check_head(model: nn.Module) -> None:
+    """The head must be ReLU (in norm5 or the forward), global average pool, classifier."""
+    pool = getattr(model, "global_pool", None)  # timm's SelectAdaptivePool2d
+    if pool is not None and getattr(pool, "pool_type", "avg") != "avg":
+        raise TypeError(
+            f"optimize_for_inference supports global average pooling only; this model's "
+            f"global_pool is {pool.pool_type!r}"
+        )
+
+
+def _fast_stages(features: nn.Sequential, channels_last: bool) -> list[nn.Module]:
+    """The fast equivalent of each stage of a DenseNet's ``features``, in order."""
+    stages: list[nn.Module] = []
+    children = list(features.named_children())
+    i = 0
+    while i < len(children):
+        name, module = children[i]
+        following = children[i + 1][1] if i + 1 < len(children) else None
+        if isinstance(module, nn.Conv2d) and isinstance(following, nn.BatchNorm2d):
+            # The stem: conv0 + norm0 folded, and the ReLU after them fused in (relu0, or
+            # the ReLU inside timm's norm0, a BatchNorm with its activation).
+            relu = _fused_activation(following, f"features.{children[i + 1][0]}")
+            after = children[i + 2][1] if i + 2 < len(children) else None
+            separate_relu = not relu and isinstance(after, nn.ReLU)
+            stages.append(PackedConv2d(fold_batchnorm(module, following), relu or separate_relu))
+            i += 3 if separate_relu else 2
+            continue
+        if _is_dense_block(module):
+            stages.append(FastDenseBlock(module, channels_last))
+        elif _is_transition(module):
+            stages.append(_FastTransition(module))
+        elif isinstance(module, nn.BatchNorm2d):  # norm5: BN-ReLU before pooling
+            stages.append(_ScaleShiftReLU(module))
+        elif isinstance(module, nn.Conv2d):  # the CIFAR stem: one convolution, no norm
+            stages.append(PackedConv2d(module))
+        elif isinstance(module, (nn.ReLU, nn.MaxPool2d, nn.Identity)):
+            stages.append(copy.deepcopy(module))
+        else:
+            raise TypeError(
+                f"optimize_for_inference does not know how to convert features.{name} "
+                f"({type(module).__name__}) exactly"
+            )
+        i += 1
+    if not isinstance(stages[-1], _ScaleShiftReLU):
+        raise TypeError("expected the DenseNet's features to end with a BatchNorm (norm5)")
+    return stages
+
+
+def _fused_activation(norm: nn.BatchNorm2d, where: str) -> bool:
+    """Does ``norm`` apply a ReLU itself (timm's BatchNormAct2d)? Refuse other activations."""
+    act = getattr(norm, "act", None)
+    if act is None or isinstance(act, nn.Identity):
+        return False
+    if isinstance(act, nn.ReLU) and isinstance(
+        getattr(norm, "drop", None), (nn.Identity, type(None))
+    ):
+        return True
+    raise TypeError(
+        f"optimize_for_inference cannot convert {where} exactly: it applies "
+        f"{type(act).__name__}, and the fast model assumes ReLU"
+    )
+
+
+def _geometry(features: nn.Sequential) -> Iterator[nn.Module]:
+    """The first convolution, then every layer that changes the spatial size, in order."""
+    for stage in features:
+        if isinstance(stage, (nn.Conv2d, nn.MaxPool2d)):
+            yield stage
+        elif isinstance(stage, _FastTransition):
+            yield stage.pool
 
 
 def _bn_scale_shift(norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:

@@ -10,17 +10,27 @@ torchvision ``state_dict`` loads into these modules unchanged.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
-from typing import Literal
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import NoReturn
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from densenet_edu.errors import check_feature_maps
+from densenet_edu.config import DropoutPlacement
+from densenet_edu.errors import NotScriptableError, check_feature_maps
+from densenet_edu.validation import (
+    DROPOUT_PLACEMENTS,
+    check_compression,
+    check_dropout_placement,
+    check_flag,
+    check_positive_int,
+    check_probability,
+)
 
 __all__ = [
     "DROPOUT_PLACEMENTS",
@@ -42,8 +52,9 @@ __all__ = [
 #:   ``DenseConnectLayerStandard`` adds ``nn.Dropout(opt.dropRate)`` after both convs;
 #:   ``models/densenet.lua``: ``addTransition`` adds one after the 1x1 conv, before the
 #:   pooling). The default of ``densenet_cifar``.
-DropoutPlacement = Literal["torchvision", "paper"]
-DROPOUT_PLACEMENTS: tuple[str, ...] = ("torchvision", "paper")
+#:
+#: (``DropoutPlacement`` is defined in :mod:`densenet_edu.config`, ``DROPOUT_PLACEMENTS`` in
+#: :mod:`densenet_edu.validation`; both are importable from here too.)
 
 
 class DenseLayer(nn.Module):
@@ -88,18 +99,15 @@ class DenseLayer(nn.Module):
         dropout_placement: DropoutPlacement = "torchvision",
     ) -> None:
         super().__init__()
-        _check_positive_int("in_channels", in_channels)
-        _check_positive_int("growth_rate", growth_rate)
-        _check_positive_int("bn_size", bn_size)
-        _check_drop_rate(drop_rate)
-        _check_dropout_placement(dropout_placement)
+        in_channels = check_positive_int("in_channels", in_channels)
+        growth_rate = check_positive_int("growth_rate", growth_rate)
+        bn_size = check_positive_int("bn_size", bn_size)
         self.in_channels = in_channels
         self.growth_rate = growth_rate
-        self.bottleneck = bottleneck
-        self.drop_rate = float(drop_rate)
-        self.dropout_placement = dropout_placement
-        self.memory_efficient = memory_efficient
-        self._recomputing = False
+        self.bottleneck = check_flag("bottleneck", bottleneck)
+        self.drop_rate = check_probability("drop_rate", drop_rate)
+        self.dropout_placement = check_dropout_placement(dropout_placement)
+        self.memory_efficient = check_flag("memory_efficient", memory_efficient)
 
         width = bn_size * growth_rate if bottleneck else growth_rate
         kernel_size = 1 if bottleneck else 3
@@ -134,10 +142,14 @@ class DenseLayer(nn.Module):
             out = F.dropout(out, p=self.drop_rate, training=self.training)
         return out
 
-    def concat_norm_conv(self, *features: Tensor) -> Tensor:
-        """concat -> BN -> ReLU -> conv1: the part that reads every earlier feature map."""
+    def concat_norm_conv(self, *features: Tensor, replay: Replay | None = None) -> Tensor:
+        """concat -> BN -> ReLU -> conv1: the part that reads every earlier feature map.
+
+        ``replay`` is the flag of one checkpointed call (see ``forward``), raised while
+        the backward pass recomputes this function.
+        """
         x = torch.cat(features, dim=1)
-        if self._recomputing and self.norm1.training:
+        if replay is not None and replay.active and self.norm1.training:
             # Recomputation in backward must not update the running statistics a
             # second time: normalise with batch statistics as before, but let the
             # update land in throwaway copies of the running buffers.
@@ -159,22 +171,12 @@ class DenseLayer(nn.Module):
         """``check_inputs=False`` skips the shape checks: a block that already checked its
         input and built the rest of ``features`` itself passes it, since checking every
         earlier map in every layer is quadratic in depth."""
-        if isinstance(features, Tensor):
+        if isinstance(features, (Tensor, torch.fx.Proxy)):
             features = [features]
         if check_inputs:
             check_feature_maps(features, self.in_channels, type(self).__name__)
-        if self.memory_efficient and torch.is_grad_enabled() and _any_requires_grad(features):
-            if torch.compiler.is_compiling():
-                # The compiler's own rematerialisation replays no buffer updates, and
-                # dynamo does not accept a context_fn.
-                out = checkpoint(self.concat_norm_conv, *features, use_reentrant=False)
-            else:
-                out = checkpoint(
-                    self.concat_norm_conv,
-                    *features,
-                    use_reentrant=False,
-                    context_fn=lambda: (nullcontext(), self._recomputation()),
-                )
+        if self.memory_efficient and _needs_checkpoint(features):
+            out = self.checkpointed_concat_norm_conv(features)
             if self.bottleneck:
                 out = self.conv2(self.relu2(self.norm2(self.dropout_after_bottleneck(out))))
         else:
@@ -183,16 +185,29 @@ class DenseLayer(nn.Module):
             out = F.dropout(out, p=self.drop_rate, training=self.training)
         return out
 
-    @contextmanager
-    def _recomputation(self) -> Iterator[None]:
-        self._recomputing = True
-        try:
-            yield
-        finally:
-            self._recomputing = False
+    def checkpointed_concat_norm_conv(self, features: Sequence[Tensor]) -> Tensor:
+        """``concat_norm_conv`` under ``torch.utils.checkpoint``: only the inputs are kept.
+
+        The recomputation flag belongs to this call, not to the module, so one model
+        trained from several threads updates BatchNorm's statistics once per call.
+        """
+        if torch.compiler.is_compiling():
+            # The compiler's own rematerialisation replays no buffer updates, and
+            # dynamo does not accept a context_fn.
+            return checkpoint(self.concat_norm_conv, *features, use_reentrant=False)
+        replay = Replay()
+        return checkpoint(
+            functools.partial(self.concat_norm_conv, replay=replay),
+            *features,
+            use_reentrant=False,
+            context_fn=replay.contexts,
+        )
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, growth_rate={self.growth_rate}"
+
+    def __prepare_scriptable__(self) -> NoReturn:
+        raise NotScriptableError(type(self).__name__)
 
 
 class DenseBlock(nn.ModuleDict):
@@ -223,7 +238,9 @@ class DenseBlock(nn.ModuleDict):
         dropout_placement: DropoutPlacement = "torchvision",
     ) -> None:
         super().__init__()
-        _check_positive_int("num_layers", num_layers)
+        num_layers = check_positive_int("num_layers", num_layers)
+        in_channels = check_positive_int("in_channels", in_channels)
+        growth_rate = check_positive_int("growth_rate", growth_rate)
         self.in_channels = in_channels
         self.growth_rate = growth_rate
         self.num_layers = num_layers
@@ -247,6 +264,9 @@ class DenseBlock(nn.ModuleDict):
             features.append(layer(features, check_inputs=False))
         return torch.cat(features, dim=1)
 
+    def __prepare_scriptable__(self) -> NoReturn:
+        raise NotScriptableError(type(self).__name__)
+
 
 def compressed_channels(in_channels: int, compression: float) -> int:
     """floor(theta * m): the output width of a transition (Section 3, "Compression").
@@ -254,7 +274,7 @@ def compressed_channels(in_channels: int, compression: float) -> int:
     Rounded to 9 decimals first, so that e.g. 0.29 * 100 (28.999999999999996 in
     floating point) gives 29 as the paper's arithmetic intends.
     """
-    _check_compression(compression)
+    compression = check_compression(compression)
     return max(1, math.floor(round(compression * in_channels, 9)))
 
 
@@ -272,14 +292,15 @@ class Transition(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, compression: float = 0.5, drop_rate: float = 0.0) -> None:
-        _check_positive_int("in_channels", in_channels)
-        _check_drop_rate(drop_rate)
+        in_channels = check_positive_int("in_channels", in_channels)
+        drop_rate = check_probability("drop_rate", drop_rate)
+        compression = check_compression(compression)
         out_channels = compressed_channels(in_channels, compression)
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.compression = compression
-        self.drop_rate = float(drop_rate)
+        self.drop_rate = drop_rate
         self.norm = nn.BatchNorm2d(in_channels)
         self.relu = nn.ReLU(inplace=True)
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
@@ -292,36 +313,39 @@ class Transition(nn.Sequential):
             out = F.dropout(out, p=self.drop_rate, training=self.training)
         return self.pool(out)
 
-
-def _any_requires_grad(tensors: Sequence[Tensor]) -> bool:
-    return any(t.requires_grad for t in tensors)
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    def __prepare_scriptable__(self) -> NoReturn:
+        raise NotScriptableError(type(self).__name__)
 
 
-def _check_drop_rate(drop_rate: object) -> None:
-    if not isinstance(drop_rate, (int, float)) or not 0.0 <= drop_rate < 1.0:
-        raise ValueError(f"drop_rate must be a probability in [0, 1), got {drop_rate!r}")
+class Replay:
+    """The recomputation flag of one checkpointed call: raised while backward replays it.
+
+    ``checkpoint`` enters the second context of :meth:`contexts` around the recomputation
+    only, so ``active`` is True exactly then, for this call and no other.
+    """
+
+    def __init__(self) -> None:
+        self.active = False
+
+    @contextmanager
+    def replaying(self) -> Iterator[None]:
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
+
+    def contexts(self) -> tuple[AbstractContextManager[None], AbstractContextManager[None]]:
+        """``context_fn`` of ``checkpoint``: (around the forward, around the recomputation)."""
+        return nullcontext(), self.replaying()
 
 
-def _check_dropout_placement(placement: object) -> None:
-    if placement not in DROPOUT_PLACEMENTS:
-        raise ValueError(
-            f"dropout_placement must be 'torchvision' (once per dense layer) or 'paper' "
-            f"(after every conv but the first, Section 4.2), got {placement!r}"
-        )
+def _needs_checkpoint(features: Sequence[Tensor]) -> bool:
+    """Checkpoint only when there is a backward pass to save memory for.
 
-
-def _check_compression(compression: object) -> None:
-    if (
-        isinstance(compression, bool)
-        or not isinstance(compression, (int, float))
-        or not 0.0 < compression <= 1.0
-    ):
-        raise ValueError(
-            f"compression (theta) must be in (0, 1], got {compression!r}; "
-            "the paper uses 0.5 for DenseNet-C/-BC and 1 for no compression"
-        )
+    Under ``torch.fx`` tracing the inputs are proxies: the traced graph records the plain
+    computation (same values; a graph has no recomputation).
+    """
+    if any(isinstance(t, torch.fx.Proxy) for t in features):
+        return False
+    return torch.is_grad_enabled() and any(t.requires_grad for t in features)

@@ -42,6 +42,7 @@ __all__ = [
     "calibrate_batchnorm",
     "held_bytes",
     "make_train_step",
+    "matmul_peak_gflops",
     "medians",
     "peak_memory_growth",
     "saved_tensor_bytes",
@@ -264,6 +265,23 @@ def time_interleaved(
 def medians(times: dict[str, list[float]]) -> dict[str, float]:
     """The median of each contender's timed calls (the figure the book and benchmark report)."""
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def matmul_peak_gflops(
+    n: int = 2048, repeats: int = 5, device: torch.device | str = "cpu"
+) -> float:
+    """The machine's practical fp32 peak: GFLOP/s of an (n x n) @ (n x n) matmul in torch.
+
+    A large square GEMM is the most compute-bound operation there is (2 n^3 flops on
+    3 n^2 numbers), so its speed, with torch's thread count, is what the CPU (or GPU)
+    delivers at best; a model's GFLOP/s divided by it is the fraction of the limit it
+    reaches. Median of ``repeats`` timed calls after one warm-up.
+    """
+    device = torch.device(device)
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    times = time_interleaved({"matmul": lambda: a @ b}, repeats, 1, device, desc="matmul peak")
+    return 2 * n**3 / statistics.median(times["matmul"]) / 1e9
 
 
 # --- peak memory ---------------------------------------------------------------------

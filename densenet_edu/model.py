@@ -8,28 +8,27 @@ global average pooling and a linear classifier. CIFAR/SVHN models (Section 3,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from densenet_edu.errors import InputShapeError
-from densenet_edu.layers import (
-    DenseBlock,
-    DropoutPlacement,
-    Transition,
-    _check_compression,
-    _check_drop_rate,
-    _check_dropout_placement,
-    _check_positive_int,
-)
+from densenet_edu.architectures import ARCHITECTURES, TABLE
+from densenet_edu.config import DenseNetConfig, DropoutPlacement
+from densenet_edu.errors import NotScriptableError
+from densenet_edu.inputs import check_images, min_input_size, spatial_steps
+from densenet_edu.layers import DenseBlock, DenseLayer, Transition
+from densenet_edu.validation import check_flag, check_positive_int, cifar_layers_per_block
+from densenet_edu.weights import load_torchvision_weights, resolve_weights
 
 __all__ = [
     "ARCHITECTURES",
     "DenseNet",
+    "cifar_layers_per_block",
     "densenet121",
     "densenet161",
     "densenet169",
@@ -38,22 +37,16 @@ __all__ = [
     "densenet_cifar",
 ]
 
-Stem = Literal["imagenet", "cifar"]
-
-#: growth rate k, layers per block, stem width: Table 1 of the paper and torchvision.
-ARCHITECTURES: dict[str, dict[str, Any]] = {
-    "densenet121": dict(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64),
-    "densenet161": dict(growth_rate=48, block_config=(6, 12, 36, 24), num_init_features=96),
-    "densenet169": dict(growth_rate=32, block_config=(6, 12, 32, 32), num_init_features=64),
-    "densenet201": dict(growth_rate=32, block_config=(6, 12, 48, 32), num_init_features=64),
-    "densenet264": dict(growth_rate=32, block_config=(6, 12, 64, 48), num_init_features=64),
-}
-
 
 class DenseNet(nn.Module):
     """DenseNet (Huang et al., CVPR 2017), weight-compatible with torchvision.
 
-    Args:
+    Build it from a :class:`~densenet_edu.config.DenseNetConfig` (``DenseNet(config)``) or
+    from the same settings as keyword arguments (``DenseNet(growth_rate=12, ...)``, the
+    defaults are DenseNet-121's); keywords given with a config override its fields.
+    ``model.config`` is the configuration it was built from.
+
+    Settings (the fields of ``DenseNetConfig``):
         growth_rate: k, feature maps added by every dense layer.
         block_config: number of dense layers in each block.
         num_init_features: k0 of the first block, the stem's output width.
@@ -72,87 +65,55 @@ class DenseNet(nn.Module):
             stem: bottleneck 1x1, 3x3 and transition 1x1; Section 4.2 and the authors'
             code). No parameters either way: the ``state_dict`` keys do not change.
 
+    The forward pass is timm's split, ``forward_head(forward_features(x))``. Inputs are
+    checked against the modules as they are at call time (see :mod:`densenet_edu.inputs`).
+
     Shapes:
         input: (N, in_channels, H, W) with H, W >= ``min_input_size``.
         output: (N, num_classes) logits.
     """
 
     def __init__(
-        self,
-        growth_rate: int = 32,
-        block_config: Sequence[int] = (6, 12, 24, 16),
-        num_init_features: int = 64,
-        bn_size: int = 4,
-        drop_rate: float = 0.0,
-        num_classes: int = 1000,
-        compression: float = 0.5,
-        bottleneck: bool = True,
-        memory_efficient: bool = False,
-        in_channels: int = 3,
-        stem: Stem = "imagenet",
-        dropout_placement: DropoutPlacement = "torchvision",
+        self, config: DenseNetConfig | Mapping[str, Any] | None = None, *args: Any, **kwargs: Any
     ) -> None:
         super().__init__()
-        _check_config(growth_rate, block_config, num_init_features, bn_size, num_classes)
-        _check_drop_rate(drop_rate)
-        _check_dropout_placement(dropout_placement)
-        _check_compression(compression)
-        _check_positive_int("in_channels", in_channels)
-        if stem not in ("imagenet", "cifar"):
-            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
-        self.config = dict(
-            growth_rate=growth_rate,
-            block_config=tuple(block_config),
-            num_init_features=num_init_features,
-            bn_size=bn_size,
-            drop_rate=drop_rate,
-            num_classes=num_classes,
-            compression=compression,
-            bottleneck=bottleneck,
-            memory_efficient=memory_efficient,
-            in_channels=in_channels,
-            stem=stem,
-            dropout_placement=dropout_placement,
-        )
-        self.in_channels = in_channels
-        self.min_input_size = _min_input_size(stem, len(block_config) - 1)
-
-        if stem == "imagenet":
+        self.config = config = _make_config(config, args, kwargs)
+        k0 = config.num_init_features  # the stem's width, the first block's input
+        if config.stem == "imagenet":
             stem_layers = [
-                ("conv0", nn.Conv2d(in_channels, num_init_features, 7, 2, 3, bias=False)),
-                ("norm0", nn.BatchNorm2d(num_init_features)),
+                ("conv0", nn.Conv2d(config.in_channels, k0, 7, 2, 3, bias=False)),
+                ("norm0", nn.BatchNorm2d(k0)),
                 ("relu0", nn.ReLU(inplace=True)),
                 ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1)),
             ]
         else:
-            stem_layers = [
-                ("conv0", nn.Conv2d(in_channels, num_init_features, 3, 1, 1, bias=False))
-            ]
+            stem_layers = [("conv0", nn.Conv2d(config.in_channels, k0, 3, 1, 1, bias=False))]
         self.features = nn.Sequential(OrderedDict(stem_layers))
 
-        channels = num_init_features
-        for i, num_layers in enumerate(block_config):
+        channels = k0
+        for i, num_layers in enumerate(config.block_config):
             block = DenseBlock(
                 num_layers,
                 channels,
-                growth_rate,
-                bn_size=bn_size,
-                drop_rate=drop_rate,
-                bottleneck=bottleneck,
-                memory_efficient=memory_efficient,
-                dropout_placement=dropout_placement,
+                config.growth_rate,
+                bn_size=config.bn_size,
+                drop_rate=config.drop_rate,
+                bottleneck=config.bottleneck,
+                memory_efficient=config.memory_efficient,
+                dropout_placement=config.dropout_placement,
             )
             self.features.add_module(f"denseblock{i + 1}", block)
             channels = block.out_channels
-            if i != len(block_config) - 1:
+            if i != len(config.block_config) - 1:
                 # Only the paper's placement drops out after a transition's conv.
-                transition_drop = drop_rate if dropout_placement == "paper" else 0.0
-                transition = Transition(channels, compression, drop_rate=transition_drop)
+                paper = config.dropout_placement == "paper"
+                transition_drop = config.drop_rate if paper else 0.0
+                transition = Transition(channels, config.compression, drop_rate=transition_drop)
                 self.features.add_module(f"transition{i + 1}", transition)
                 channels = transition.out_channels
         self.features.add_module("norm5", nn.BatchNorm2d(channels))
         self.num_features = channels
-        self.classifier = nn.Linear(channels, num_classes)
+        self.classifier = nn.Linear(channels, config.num_classes)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -166,93 +127,107 @@ class DenseNet(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
 
+    @property
+    def in_channels(self) -> int:
+        """Channels the first convolution reads now (a swapped stem changes it)."""
+        conv = next(m for m in self.features.modules() if isinstance(m, nn.Conv2d))
+        return conv.in_channels
+
+    @property
+    def min_input_size(self) -> int:
+        """The smallest side the stem and transitions, as they are now, keep >= 1 pixel."""
+        steps = spatial_steps(self.features)
+        if steps is None:
+            raise ValueError("min_input_size: features holds a module of unknown geometry")
+        return min_input_size(steps)
+
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
-        features = self.features(x)
-        out = F.relu(features, inplace=True)
+        features = self.forward_features(x)  # (N, num_features, H/32, W/32), before ReLU
+        return self.forward_head(features)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Stem, dense blocks, transitions and norm5: (N, C, H', W'), H' = H/32 for ImageNet.
+
+        This is torchvision's ``model.features(x)`` (after checking ``x``): the final
+        BatchNorm's output *before* the ReLU. timm's ``forward_features`` returns it after
+        the ReLU (its norm5 is a BatchNorm fused with a ReLU); here the ReLU belongs to
+        :meth:`forward_head`, so the state_dict stays torchvision's.
+        """
+        check_images(x, self.features, type(self).__name__, self.training)
+        return self.features(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """ReLU, global average pooling and the classifier (Table 1's last rows).
+
+        Args:
+            x: the output of :meth:`forward_features`, (N, C, H', W').
+            pre_logits: return the pooled (N, C) features instead of the (N, num_classes)
+                logits, as timm does.
+        """
+        out = F.relu(x)  # not in place: the caller's features stay as they were
         out = F.adaptive_avg_pool2d(out, (1, 1))
         out = out.flatten(1)
-        return self.classifier(out)
+        return out if pre_logits else self.classifier(out)
 
-    def _check_input(self, x: Tensor) -> None:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"DenseNet expects a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4:
-            hint = " (add a batch dimension with x.unsqueeze(0))" if x.dim() == 3 else ""
-            raise InputShapeError(
-                "DenseNet expects a 4-D tensor (batch, channels, height, width), "
-                f"got shape {tuple(x.shape)}{hint}"
-            )
-        if x.shape[1] != self.in_channels:
-            raise InputShapeError(
-                f"DenseNet expects {self.in_channels} input channels, got {x.shape[1]} "
-                f"(input shape {tuple(x.shape)})"
-            )
-        size = self.min_input_size
-        if x.shape[2] < size or x.shape[3] < size:
-            raise InputShapeError(
-                f"input is {x.shape[2]}x{x.shape[3]}, but this DenseNet downsamples it so much "
-                f"that it needs at least {size}x{size} pixels"
-            )
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Switch memory-efficient dense layers on or off (timm's name for it).
+
+        Every dense layer then recomputes concat + BN + ReLU + conv1 in the backward
+        pass (Pleiss et al., 2017); ``model.config.memory_efficient`` follows.
+        """
+        enable = check_flag("enable", enable)
+        for module in self.modules():
+            if isinstance(module, DenseLayer):
+                module.memory_efficient = enable
+        self.config = self.config.replace(memory_efficient=enable)
+
+    def __prepare_scriptable__(self) -> NoReturn:
+        # torch.jit.script calls this first: refuse with the routes that work.
+        raise NotScriptableError(type(self).__name__)
 
 
-def _check_config(
-    growth_rate: int,
-    block_config: Sequence[int],
-    num_init_features: int,
-    bn_size: int,
-    num_classes: int,
-) -> None:
-    _check_positive_int("growth_rate", growth_rate)
-    _check_positive_int("num_init_features", num_init_features)
-    _check_positive_int("bn_size", bn_size)
-    _check_positive_int("num_classes", num_classes)
-    if (
-        isinstance(block_config, (str, bytes))
-        or not isinstance(block_config, Sequence)
-        or len(block_config) == 0
-        or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in block_config)
-    ):
-        raise ValueError(
-            "block_config must be a non-empty sequence of positive layer counts, "
-            f"e.g. (6, 12, 24, 16); got {block_config!r}"
-        )
+def _make_config(
+    config: DenseNetConfig | Mapping[str, Any] | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> DenseNetConfig:
+    """The DenseNetConfig of ``DenseNet(...)``: a config, a mapping, or the settings, also in
+    the old positional order (growth_rate, block_config, num_init_features, ...)."""
+    if isinstance(config, DenseNetConfig) and not args:
+        return config.replace(**kwargs) if kwargs else config
+    if isinstance(config, Mapping) and not args:
+        return DenseNetConfig.from_dict({**config, **kwargs})
+    names = [f.name for f in dataclasses.fields(DenseNetConfig)]
+    positional = [] if config is None and not args else [config, *args]
+    if len(positional) > len(names):
+        raise TypeError(f"DenseNet takes at most {len(names)} settings, got {len(positional)}")
+    given = dict(zip(names, positional, strict=False))  # fewer values than names is fine
+    both = sorted(set(given) & set(kwargs))
+    if both:
+        raise TypeError(f"DenseNet got {both} both by position and by keyword")
+    return DenseNetConfig(**given, **kwargs)
 
 
-def _min_input_size(stem: Stem, num_transitions: int) -> int:
-    """The smallest square input whose feature map is still at least 1x1 after the last pool."""
-
-    def out_size(size: int) -> int:
-        if stem == "imagenet":
-            size = (size + 2 * 3 - 7) // 2 + 1  # conv0: 7x7, stride 2, padding 3
-            size = (size + 2 * 1 - 3) // 2 + 1  # pool0: 3x3 max, stride 2, padding 1
-        for _ in range(num_transitions):
-            size //= 2  # 2x2 average pool, stride 2
-        return size
-
-    size = 1
-    while out_size(size) < 1:
-        size += 1
-    return size
-
-
-def _build(arch: str, weights: str | os.PathLike | None, progress: bool, **kwargs: Any) -> DenseNet:
-    model = DenseNet(**{**ARCHITECTURES[arch], **kwargs})
-    if weights is not None:
-        from densenet_edu.weights import load_torchvision_weights, resolve_weights
-
-        load_torchvision_weights(model, resolve_weights(arch, weights, progress=progress))
+def _build(arch: str, weights: Any, progress: bool, **kwargs: Any) -> DenseNet:
+    # Check the settings, then find the weights, then build: a bad weights= argument
+    # fails at once instead of after building hundreds of layers.
+    config = TABLE[arch].config.replace(**kwargs)
+    state_dict = None if weights is None else resolve_weights(arch, weights, progress=progress)
+    model = DenseNet(config)
+    if state_dict is not None:
+        load_torchvision_weights(model, state_dict)
     return model
 
 
 def densenet121(
-    weights: str | os.PathLike | None = None, progress: bool = True, **kwargs: Any
+    weights: str | os.PathLike | Any | None = None, progress: bool = True, **kwargs: Any
 ) -> DenseNet:
     """DenseNet-121: k=32, blocks (6, 12, 24, 16); 7,978,856 parameters.
 
     Args:
-        weights: ``None`` (random init), ``"IMAGENET1K_V1"`` (torchvision's release,
-            downloaded to the torch hub cache) or the path of a ``.pth`` file.
+        weights: ``None`` (random init), ``"IMAGENET1K_V1"`` or ``"DEFAULT"`` (torchvision's
+            release, downloaded to the torch hub cache, see
+            :data:`densenet_edu.architectures.TABLE`), torchvision's
+            ``DenseNet121_Weights.IMAGENET1K_V1``, or the path of a ``.pth`` file. Checked
+            (and downloaded) before the model is built.
         progress: show a progress bar while downloading.
         **kwargs: any other :class:`DenseNet` argument (e.g. ``memory_efficient=True``).
     """
@@ -260,55 +235,32 @@ def densenet121(
 
 
 def densenet161(
-    weights: str | os.PathLike | None = None, progress: bool = True, **kwargs: Any
+    weights: str | os.PathLike | Any | None = None, progress: bool = True, **kwargs: Any
 ) -> DenseNet:
     """DenseNet-161: k=48, blocks (6, 12, 36, 24), stem 96. Arguments as in densenet121."""
     return _build("densenet161", weights, progress, **kwargs)
 
 
 def densenet169(
-    weights: str | os.PathLike | None = None, progress: bool = True, **kwargs: Any
+    weights: str | os.PathLike | Any | None = None, progress: bool = True, **kwargs: Any
 ) -> DenseNet:
     """DenseNet-169: k=32, blocks (6, 12, 32, 32). Arguments as in densenet121."""
     return _build("densenet169", weights, progress, **kwargs)
 
 
 def densenet201(
-    weights: str | os.PathLike | None = None, progress: bool = True, **kwargs: Any
+    weights: str | os.PathLike | Any | None = None, progress: bool = True, **kwargs: Any
 ) -> DenseNet:
     """DenseNet-201: k=32, blocks (6, 12, 48, 32). Arguments as in densenet121."""
     return _build("densenet201", weights, progress, **kwargs)
 
 
 def densenet264(
-    weights: str | os.PathLike | None = None, progress: bool = True, **kwargs: Any
+    weights: str | os.PathLike | Any | None = None, progress: bool = True, **kwargs: Any
 ) -> DenseNet:
     """DenseNet-264: k=32, blocks (6, 12, 64, 48) (Table 1). No official weights exist;
     ``weights`` may be the path of a file you trained yourself."""
     return _build("densenet264", weights, progress, **kwargs)
-
-
-def cifar_layers_per_block(depth: int, bottleneck: bool) -> int:
-    """Layers per dense block of a CIFAR DenseNet of total depth L.
-
-    L counts weight layers: the stem conv, two transition convs, the classifier and
-    3 blocks of n dense layers with 1 conv each (2 with a bottleneck):
-    L = 3 * n * convs_per_layer + 4.
-    """
-    convs = 2 if bottleneck else 1
-    if isinstance(depth, bool) or not isinstance(depth, int):
-        raise ValueError(f"depth must be an integer, got {depth!r}")
-    n, remainder = divmod(depth - 4, 3 * convs)
-    if remainder or n < 1:
-        step = 3 * convs
-        lower = max(4 + step, depth - (depth - 4) % step)
-        kind = "DenseNet-BC/-B (2 convs per layer)" if bottleneck else "DenseNet (1 conv per layer)"
-        raise ValueError(
-            f"depth {depth} does not fit L = {step}n + 4 for {kind}; "
-            f"nearest valid depths: {lower}, {lower + step} "
-            f"(the paper uses {'100, 190, 250' if bottleneck else '40, 100'})"
-        )
-    return n
 
 
 def densenet_cifar(
@@ -334,9 +286,9 @@ def densenet_cifar(
     "DenseNet (L=40, k=12)"; ``densenet_cifar(100, 12)`` is "DenseNet-BC (L=100, k=12)".
     """
     n = cifar_layers_per_block(depth, bottleneck)
-    _check_positive_int("growth_rate", growth_rate)
-    _check_compression(compression)
-    is_bc = bottleneck and compression < 1
+    growth_rate = check_positive_int("growth_rate", growth_rate)
+    config = DenseNetConfig(compression=compression, bottleneck=bottleneck)  # checks both
+    is_bc = config.bottleneck and config.compression < 1
     return DenseNet(
         growth_rate=growth_rate,
         block_config=(n, n, n),

@@ -10,11 +10,17 @@ book's ``references.bib``):
   "Memory-Efficient Implementation of DenseNets", 2017 (arXiv:1707.06990), and the
   measurements in its reference implementation's README.
 - torchvision's model documentation (``IMAGENET1K_V1`` weights of ``densenet121`` etc.).
+
+The ImageNet figures (Table 3, torchvision's weights) are held per model in
+:data:`densenet_edu.architectures.TABLE`, next to each configuration;
+:data:`IMAGENET_ERRORS` and :data:`TORCHVISION_WEIGHTS` are views of it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from densenet_edu.architectures import TABLE, ImageNetError, TorchvisionWeights
 
 __all__ = [
     "CIFAR_RESULTS",
@@ -60,48 +66,14 @@ CIFAR_RESULTS: tuple[CifarResult, ...] = (  # huang2017densenet, Table 2
 )
 
 
-@dataclass(frozen=True)
-class ImageNetError:
-    """One row of the paper's Table 3: ImageNet validation error (%), top-1 / top-5."""
-
-    arch: str
-    top1_single_crop: float
-    top5_single_crop: float
-    top1_ten_crop: float
-    top5_ten_crop: float
-
-
+# The ImageNet figures live beside each model's configuration in
+# densenet_edu.architectures.TABLE; these are views of it, by model name.
 IMAGENET_ERRORS: dict[str, ImageNetError] = {  # huang2017densenet, Table 3
-    e.arch: e
-    for e in (
-        ImageNetError("densenet121", 25.02, 7.71, 23.61, 6.66),
-        ImageNetError("densenet169", 23.80, 6.85, 22.08, 5.92),
-        ImageNetError("densenet201", 22.58, 6.34, 21.46, 5.54),
-        ImageNetError("densenet264", 22.15, 6.12, 20.80, 5.29),
-    )
+    name: a.paper for name, a in TABLE.items() if a.paper is not None
 }
 
-
-@dataclass(frozen=True)
-class TorchvisionWeights:
-    """What torchvision publishes for its ``IMAGENET1K_V1`` weights of one model."""
-
-    arch: str
-    params: int
-    acc1: float  # ImageNet top-1 accuracy, %
-    acc5: float
-    gmacs: float  # billions of multiply-adds at 224x224 (torchvision calls them GFLOPS)
-    file_mb: float
-
-
-TORCHVISION_WEIGHTS: dict[str, TorchvisionWeights] = {
-    w.arch: w
-    for w in (
-        TorchvisionWeights("densenet121", 7_978_856, 74.434, 91.972, 2.834, 30.845),
-        TorchvisionWeights("densenet161", 28_681_000, 77.138, 93.560, 7.728, 110.369),
-        TorchvisionWeights("densenet169", 14_149_480, 75.600, 92.806, 3.36, 54.708),
-        TorchvisionWeights("densenet201", 20_013_928, 76.896, 93.370, 4.291, 77.373),
-    )
+TORCHVISION_WEIGHTS: dict[str, TorchvisionWeights] = {  # IMAGENET1K_V1 of each model
+    name: a.weights["IMAGENET1K_V1"] for name, a in TABLE.items() if "IMAGENET1K_V1" in a.weights
 }
 
 

@@ -9,33 +9,34 @@ renames the keys on load. :func:`load_torchvision_weights` does the same.
 
 from __future__ import annotations
 
+import enum
 import os
 import re
-import urllib.error
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from densenet_edu.errors import WeightsError
+from densenet_edu.architectures import TABLE, TorchvisionWeights
+from densenet_edu.errors import WeightsError, describe_unreadable_file
 
 __all__ = [
     "LEGACY_KEY",
     "WEIGHTS_URLS",
     "convert_legacy_keys",
     "load_torchvision_weights",
+    "load_weights_file",
     "mismatch_report",
     "resolve_weights",
 ]
 
-#: torchvision's IMAGENET1K_V1 files. The hex part of each name is the start of the
-#: file's SHA-256, which torch.hub checks after downloading.
+#: torchvision's IMAGENET1K_V1 files, a view of :data:`densenet_edu.architectures.TABLE`
+#: (which downloads read). The hex part of each name is the start of the file's SHA-256,
+#: which the download checks.
 WEIGHTS_URLS: dict[str, str] = {
-    "densenet121": "https://download.pytorch.org/models/densenet121-a639ec97.pth",
-    "densenet161": "https://download.pytorch.org/models/densenet161-8d451a50.pth",
-    "densenet169": "https://download.pytorch.org/models/densenet169-b2777c0a.pth",
-    "densenet201": "https://download.pytorch.org/models/densenet201-c1103571.pth",
+    name: a.weights["IMAGENET1K_V1"].url for name, a in TABLE.items() if a.weights
 }
 
 #: A 2017-style dense-layer key, e.g. "features.denseblock1.denselayer1.norm.1.weight":
@@ -122,46 +123,102 @@ def mismatch_report(missing: list[str], unexpected: list[str], wrong_shape: list
     )
 
 
-def resolve_weights(
-    arch: str, weights: str | os.PathLike, progress: bool = True
-) -> dict[str, Tensor]:
-    """Turn a ``weights=`` argument into a state_dict.
+def resolve_weights(arch: str, weights: Any, progress: bool = True) -> dict[str, Tensor]:
+    """Turn a ``weights=`` argument into a state_dict, before any model is built.
 
-    ``"IMAGENET1K_V1"`` (or ``"DEFAULT"``) downloads torchvision's file into the torch
-    hub cache (``torch.hub.get_dir()``) with a hash check and a progress bar; anything
+    ``"IMAGENET1K_V1"`` (or ``"DEFAULT"``, or torchvision's ``DenseNet121_Weights`` enum
+    of the same model) downloads torchvision's file into the torch hub cache
+    (``torch.hub.get_dir()/checkpoints``) with a hash check and a progress bar; anything
     else is taken as the path of a local ``.pth`` file.
+
+    Raises:
+        WeightsError: unknown weights name (the message lists the published ones), an
+            enum of another model, a missing, empty, damaged or foreign file, a failed
+            download.
     """
-    name = getattr(weights, "name", weights)  # also accept torchvision's weight enums
-    if isinstance(name, str) and name in ("IMAGENET1K_V1", "DEFAULT"):
-        if arch not in WEIGHTS_URLS:
-            raise WeightsError(
-                f"there are no published ImageNet weights for {arch} (only for "
-                f"{', '.join(WEIGHTS_URLS)}); pass weights=None or the path of your own file"
-            )
-        return _download(WEIGHTS_URLS[arch], progress)
+    name = _weights_name(arch, weights)
+    if name is not None:
+        return _download(_published(arch, name), progress)
     if isinstance(weights, (str, os.PathLike)):
-        return _load_file(Path(weights))
+        return load_weights_file(Path(weights))
     raise TypeError(
         f"weights must be None, 'IMAGENET1K_V1' or a file path, got {type(weights).__name__}"
     )
 
 
-def _download(url: str, progress: bool) -> dict[str, Tensor]:
-    try:
-        return torch.hub.load_state_dict_from_url(
-            url, progress=progress, check_hash=True, map_location="cpu", weights_only=True
-        )
-    except (urllib.error.URLError, OSError, RuntimeError) as err:
-        cache = Path(torch.hub.get_dir()) / "checkpoints"
-        filename = url.rsplit("/", 1)[-1]
+def _weights_name(arch: str, weights: Any) -> str | None:
+    """The published weights ``weights`` names, or None if it is a path."""
+    if isinstance(weights, enum.Enum):  # torchvision's DenseNet121_Weights.IMAGENET1K_V1
+        expected = f"DenseNet{arch.removeprefix('densenet')}_Weights"
+        if type(weights).__name__ != expected:
+            raise WeightsError(
+                f"{arch} cannot load {type(weights).__name__}.{weights.name}, torchvision's "
+                f"weights for another model; pass {expected}.{weights.name} or "
+                f"weights={weights.name!r}"
+            )
+        return weights.name
+    if isinstance(weights, str) and not Path(weights).exists():
+        if weights == "DEFAULT" or re.fullmatch(r"[A-Z][A-Z0-9]*_[A-Z0-9_]+", weights):
+            return weights
+    return None
+
+
+def _published(arch: str, name: str) -> TorchvisionWeights:
+    published = TABLE[arch].weights
+    if not published:
+        with_weights = [n for n, a in TABLE.items() if a.weights]
         raise WeightsError(
-            f"could not get the pretrained weights from {url}: {err}.\n"
-            f"If this machine is offline, download {filename} elsewhere and either put it "
-            f"in {cache}/ or pass its path: densenet121(weights='/path/to/{filename}')."
+            f"there are no published ImageNet weights for {arch} (only for "
+            f"{', '.join(with_weights)}); pass weights=None or the path of your own file"
+        )
+    default = next(iter(published))
+    found = published.get(default if name == "DEFAULT" else name)
+    if found is None:
+        names = ", ".join(repr(n) for n in published)
+        raise WeightsError(
+            f"torchvision publishes no weights named {name!r} for {arch}; it publishes "
+            f"{names} (also called 'DEFAULT'). Or pass the path of a .pth file"
+        )
+    return found
+
+
+def _download(weights: TorchvisionWeights, progress: bool) -> dict[str, Tensor]:
+    """torch.hub's cache and download, with each failure told apart in the message."""
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    path = cache / weights.filename
+    if not path.exists():
+        match = torch.hub.HASH_REGEX.search(weights.filename)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(
+                weights.url, str(path), match.group(1) if match else None, progress=progress
+            )
+        except Exception as err:  # offline, refused, wrong hash, disk full ...
+            raise WeightsError(
+                f"could not get the pretrained weights from {weights.url}: {err}.\n"
+                f"If this machine is offline, download {weights.filename} elsewhere and either "
+                f"put it in {cache}/ or pass its path: "
+                f"{weights.arch}(weights='/path/to/{weights.filename}')."
+            ) from err
+    try:
+        return load_weights_file(path)
+    except WeightsError as err:
+        reason = describe_unreadable_file(path, err.__cause__ or err)
+        raise WeightsError(
+            f"the cached copy of {weights.filename} in {cache} is damaged: {reason}. "
+            f"Delete {path} and run again to download it afresh"
         ) from err
 
 
-def _load_file(path: Path) -> dict[str, Tensor]:
+def load_weights_file(path: Path) -> dict[str, Tensor]:
+    """The state_dict in a ``.pth`` file (``weights_only``: no code runs), or a WeightsError
+    that says why not: no such file, a directory, an empty, damaged or foreign file."""
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.pth"))[:3]
+        hint = f" (it holds {', '.join(inside)})" if inside else ""
+        raise WeightsError(
+            f"{str(path)!r} is a directory{hint}; pass the path of a weights file (.pth)"
+        )
     if not path.is_file():
         raise WeightsError(
             f"weights file {str(path)!r} does not exist; pass weights='IMAGENET1K_V1' to "
@@ -170,9 +227,13 @@ def _load_file(path: Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file fails in many different ways
-        raise WeightsError(f"could not read weights from {str(path)!r}: {err}") from err
+        reason = describe_unreadable_file(path, err)
+        raise WeightsError(f"could not read weights from {str(path)!r}: {reason}") from err
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping):
-        raise WeightsError(f"{str(path)!r} does not hold a state_dict")
+        raise WeightsError(
+            f"{str(path)!r} holds a {type(state).__name__}, not a state_dict (a mapping of "
+            "parameter names to tensors)"
+        )
     return dict(state)

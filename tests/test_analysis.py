@@ -98,3 +98,21 @@ def test_layer_table_restores_training_mode():
     model = de.densenet_cifar(40, 12).train()
     de.layer_table(model, (1, 3, 32, 32))
     assert model.training
+
+
+def test_schedule_of_a_config_equals_the_schedule_of_its_model():
+    config = de.DenseNetConfig(growth_rate=12, block_config=(3, 2), num_init_features=24)
+    assert de.channel_schedule(config) == de.channel_schedule(de.DenseNet(config))
+
+
+def test_schedule_of_an_unknown_architecture_lists_the_known_ones():
+    with pytest.raises(
+        ValueError, match="unknown architecture 'densenet100'; choose from densenet121"
+    ):
+        de.channel_schedule("densenet100")
+
+
+def test_analysis_no_longer_re_exports_the_feature_reuse_module():
+    import densenet_edu.analysis as analysis
+
+    assert not hasattr(analysis, "feature_reuse") and not hasattr(analysis, "plot_feature_reuse")

@@ -1,23 +1,39 @@
-"""The benchmark, run tiny: sections, memory in a fresh process, reports (the measuring
-tools themselves are tested in test_measure.py)."""
+"""The benchmark, run tiny: sections, contenders (optional ones skipped with a reason),
+memory in a fresh process, reports (the measuring tools are tested in test_measure.py)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 
+import pytest
 import torch
 import torchvision
 
 import densenet_edu as de
-from densenet_edu import bench, measure
+from densenet_edu import bench, contenders, measure
+
+TINY = dict(growth_rate=4, block_config=(2, 2), num_init_features=8, num_classes=5)
+OPTIONAL = ("onnx", "onnxruntime", "openvino", "timm")
 
 
-def test_quick_run_writes_markdown_and_json_with_ratios(tmp_path, monkeypatch):
-    def tiny_models(device):  # the machinery, not DenseNet-121's speed, is under test here
-        config = dict(growth_rate=4, block_config=(2, 2), num_init_features=8, num_classes=5)
-        theirs = torchvision.models.DenseNet(**config).eval()
-        return theirs, de.load_torchvision_weights(de.DenseNet(**config), theirs).eval()
+def tiny_models(device):  # the machinery, not DenseNet-121's speed, is under test here
+    torch.manual_seed(0)
+    theirs = torchvision.models.DenseNet(**TINY)
+    measure.calibrate_batchnorm(theirs, torch.randn(4, 3, 32, 32))
+    return theirs.eval(), de.load_torchvision_weights(de.DenseNet(**TINY), theirs).eval()
 
+
+@pytest.fixture
+def without_optional_packages(monkeypatch):
+    for name in OPTIONAL:
+        monkeypatch.setitem(sys.modules, name, None)  # `import name` raises ImportError
+
+
+def test_quick_run_writes_markdown_and_json_with_ratios(
+    tmp_path, monkeypatch, without_optional_packages
+):
     monkeypatch.setattr(bench, "_models_121", tiny_models)
     cfg = bench.BenchConfig.quick()
     cfg.image_size, cfg.cifar_batch, cfg.cifar_depth, cfg.eval_repeats = 32, 2, 16, 1
@@ -32,6 +48,57 @@ def test_quick_run_writes_markdown_and_json_with_ratios(tmp_path, monkeypatch):
     assert rows[("memory", "densenet_edu memory_efficient")]["saved_bytes"] > 0
     table = (tmp_path / "smoke.md").read_text()
     assert "| densenet_edu fast |" in table and "Peak training-step memory" in table
+
+
+def test_a_missing_package_skips_its_contender_with_the_reason(tmp_path, without_optional_packages):
+    theirs, ours = tiny_models("cpu")
+    runners, skipped = contenders.build_contenders(theirs, ours, tmp_path, 32)
+    assert set(skipped) == {"onnxruntime", "openvino", "timm channels_last"}
+    assert all('pip install "densenet-edu[bench]"' in why for why in skipped.values())
+    assert {"torchvision eager", "densenet_edu fast"} <= set(runners)
+
+
+def test_skipped_contenders_are_listed_in_the_report(
+    tmp_path, monkeypatch, without_optional_packages
+):
+    monkeypatch.setattr(bench, "_models_121", tiny_models)
+    cfg = bench.BenchConfig.quick()
+    cfg.image_size, cfg.eval_repeats, cfg.sections = 32, 1, ("eval_b1",)
+    results, info = bench.run(cfg)
+    table = bench.markdown_table(results, info)
+    assert "| openvino | skipped: openvino is not installed" in table
+
+
+def test_every_timed_row_reports_error_gflops_and_share_of_peak(
+    monkeypatch, without_optional_packages
+):
+    monkeypatch.setattr(bench, "_models_121", tiny_models)
+    cfg = bench.BenchConfig.quick()
+    cfg.image_size = 32
+    results = bench.bench_eval(cfg, 2, "eval_b1", 1, 0)
+    peak = next(r for r in results if r.name == bench.PEAK)  # timed in the same rounds
+    assert peak.gflops > 0 and cfg.peak_gflops == peak.gflops
+    rows = [r for r in results if r.seconds is not None]
+    macs = de.count_macs(tiny_models("cpu")[1], (1, 3, 32, 32))
+    for r in rows:
+        assert r.rel_error is not None and r.rel_error < 1e-4, r.name
+        assert r.gflops == pytest.approx(2 * macs * 2 / r.seconds / 1e9)
+        assert r.peak_fraction == pytest.approx(r.gflops / peak.gflops)
+
+
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(n) is None for n in OPTIONAL),
+    reason='the bench extra is not installed (pip install "densenet-edu[bench]")',
+)
+def test_onnxruntime_and_openvino_compute_what_torchvision_computes(tmp_path):
+    theirs, ours = tiny_models("cpu")
+    runners, skipped = contenders.build_contenders(theirs, ours, tmp_path, 32)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = theirs(x)
+        for name in ("onnxruntime", "openvino"):
+            assert contenders.relative_error(runners[name](x), expected) < 1e-4, name
+    assert "timm channels_last" in skipped  # timm has no DenseNet of this tiny shape
 
 
 def test_the_benchmark_reports_saved_bytes_with_the_shared_definition():

@@ -2,47 +2,11 @@
 
 from __future__ import annotations
 
-import pickle
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
 
 from densenet_edu.data import DataError, load_dataset
-
-CIFAR10_CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
-]  # fmt: skip
-
-
-def write_fake_cifar10(root: Path, per_batch: int = 2, seed: int = 0) -> Path:
-    """A miniature CIFAR-10 in torchvision's format: 5 training batches, a test batch, meta.
-
-    Each batch is a pickled dict with "data" (N, 3072) uint8 rows (R, G, B planes of
-    32x32) and "labels"; batches.meta lists the class names.
-    """
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for i, name in enumerate(names):
-        batch = {
-            "data": rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8),
-            "labels": [(i + j) % 10 for j in range(per_batch)],
-        }
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": CIFAR10_CLASSES}, f)
-    return root
-
-
-@pytest.fixture
-def skip_cifar_checksums(monkeypatch):
-    """torchvision checks each file's MD5 against the real CIFAR files; fakes cannot match."""
-    cifar = pytest.importorskip("torchvision.datasets.cifar")
-    monkeypatch.setattr(cifar, "check_integrity", lambda *args, **kwargs: True)
+from densenet_edu.errors import DataError as DataErrorHome
 
 
 def test_digits_split_is_stratified_80_20_and_fixed_by_the_seed():
@@ -121,10 +85,16 @@ def test_incomplete_cifar_folder_is_reported_as_corrupt(tmp_path):
         load_dataset("cifar100", tmp_path)
 
 
-def test_cifar10_loads_from_torchvisions_on_disk_format(tmp_path, skip_cifar_checksums):
-    data = load_dataset("cifar10", write_fake_cifar10(tmp_path, per_batch=2))
+def test_cifar10_loads_from_torchvisions_on_disk_format(tmp_path, fake_cifar10):
+    data = load_dataset("cifar10", fake_cifar10(tmp_path, per_batch=2))
     assert (len(data.train), len(data.test)) == (10, 2)
     assert data.classes[0] == "airplane" and data.num_classes == 10
     image, label = data.train[0]
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32
     assert label == 0
+    # The fake writer's labels: image j of training batch i is (i + j) % 10.
+    assert [data.train[j][1] for j in range(4)] == [0, 1, 1, 2]
+
+
+def test_data_errors_live_with_the_other_errors():
+    assert DataError is DataErrorHome and issubclass(DataError, ValueError)

@@ -278,6 +278,88 @@ class DoubleNormLayer(Layer):
         return super().forward(features)
 
 
+class ExtraReluLayer(Layer):
+    def forward(self, features):
+        return torch.relu(super().forward(features))
+
+
+class FirstFeatureNormLayer(Layer):
+    def forward(self, features):
+        x = torch.relu(self.norm1(features[0]))
+        return self.conv2(torch.relu(self.norm2(self.conv1(x))))
+
+
+class NoNorm2Layer(Layer):
+    def forward(self, features):
+        x = self.conv1(torch.relu(self.norm1(self.join(features))))
+        return self.conv2(torch.relu(x))
+
+
+class NoRelu2Layer(Layer):
+    def forward(self, features):
+        x = self.conv1(torch.relu(self.norm1(self.join(features))))
+        return self.conv2(self.norm2(x))
+
+
+class Norm2UnusedLayer(Layer):
+    def forward(self, features):
+        x = self.conv1(torch.relu(self.norm1(self.join(features))))
+        self.norm2(x)
+        return self.conv2(x)
+
+
+class NoPaddingLayer(Layer):
+    def __init__(self, in_channels, growth_rate, bn_size=4):
+        super().__init__(in_channels, growth_rate, bn_size)
+        self.conv2 = nn.Conv2d(bn_size * growth_rate, growth_rate, 3, bias=False)
+
+
+class Conv1Kernel3Layer(Layer):
+    def __init__(self, in_channels, growth_rate, bn_size=4):
+        super().__init__(in_channels, growth_rate, bn_size)
+        self.conv1 = nn.Conv2d(in_channels, bn_size * growth_rate, 3, padding=1, bias=False)
+
+
+class _DoubleGradient(torch.autograd.Function):
+    """The identity forward, twice the gradient backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return 2 * grad
+
+
+class WrongGradientLayer(Layer):
+    def join(self, features):
+        return _DoubleGradient.apply(torch.cat(features, dim=1))
+
+
+class DetachedWeightLayer(Layer):
+    def forward(self, features):
+        x = self.conv1(torch.relu(self.norm1(self.join(features))))
+        return nn.functional.conv2d(
+            torch.relu(self.norm2(x)), self.conv2.weight.detach(), padding=1
+        )
+
+
+class SpatialConcatLayer(Layer):
+    def join(self, features):
+        return torch.cat(features, dim=2)
+
+
+class ForwardTodoLayer(Layer):
+    def forward(self, features):
+        raise NotImplementedError("write the forward pass")
+
+
+class NotAModuleLayer:
+    def __init__(self, in_channels, growth_rate, bn_size=4):
+        pass
+
+
 def test_the_reference_dense_layer_passes():
     assert check_dense_layer(DenseLayer)
 
@@ -304,6 +386,18 @@ def test_a_correct_learner_layer_passes():
         (BatchAxisConcatLayer, "concat_wrong_dim", ("dimension 0", "torch.cat(features, dim=1)")),
         (ReluBeforeNormLayer, "relu_before_bn", ("ReLU before norm1", "BN -> ReLU -> conv")),
         (TensorForwardLayer, "list_not_concatenated", ("*list* of feature maps", "torch.cat")),
+        (ExtraReluLayer, "extra_relu", "ReLU after conv2"),
+        (FirstFeatureNormLayer, "bn_on_first_feature", "only the first feature map"),
+        (NoNorm2Layer, "not_used", "norm2 is never used"),
+        (NoRelu2Layer, "missing_relu", "no ReLU between norm2 and conv2"),
+        (Norm2UnusedLayer, "bn_output_unused", "conv2 reads conv1's output directly"),
+        (NoPaddingLayer, "wrong_shape", "padding=1"),
+        (Conv1Kernel3Layer, "wrong_shape", "kernel_size=1"),
+        (WrongGradientLayer, "wrong_gradient", "gradient with respect to the input feature map"),
+        (DetachedWeightLayer, "no_gradient", "parameter conv2.weight receives no gradient"),
+        (SpatialConcatLayer, "concat_wrong_dim", ("dimension 2", "a spatial axis")),
+        (ForwardTodoLayer, "not_implemented", "TODO"),
+        (NotAModuleLayer, "not_a_module", "subclass of nn.Module"),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else None,
 )
@@ -428,6 +522,67 @@ class ListBlock(nn.Module):
         return torch.cat(features, dim=1)
 
 
+class AllK0Block(Block):
+    @staticmethod
+    def layer_width(k0, k, i):
+        return k0
+
+
+class ShortBlock(Block):
+    def __init__(self, num_layers, in_channels, growth_rate, bn_size=4):
+        super().__init__(num_layers - 1, in_channels, growth_rate, bn_size)
+
+
+class MissingLastBlock(Block):
+    def join(self, features):
+        return torch.cat(features[:-1], dim=1)
+
+
+class ReversedOutputBlock(Block):
+    def join(self, features):
+        return torch.cat(features[::-1], dim=1)
+
+
+class OnlyInputBlock(Block):
+    def forward(self, x):
+        features = [x]
+        for layer in self.values():
+            features.append(layer(features[:1]))
+        return torch.cat(features, dim=1)
+
+
+class SkipsLastLayerBlock(Block):
+    def forward(self, x):
+        features = [x]
+        for layer in list(self.values())[:-1]:
+            features.append(layer(features))
+        return torch.cat(features, dim=1)
+
+
+class ReluLayer(DenseLayer):
+    def forward(self, features):
+        return torch.relu(super().forward(features))
+
+
+class WrongLayerBlock(nn.ModuleDict):
+    """Wired correctly, but its layers end with an extra ReLU."""
+
+    def __init__(self, num_layers, in_channels, growth_rate, bn_size=4):
+        super().__init__()
+        for i in range(num_layers):
+            layer = ReluLayer(in_channels + i * growth_rate, growth_rate, bn_size)
+            self.add_module(f"denselayer{i + 1}", layer)
+
+    forward = Block.forward
+    join = Block.join
+
+
+class InPlaceBlock(Block):
+    def forward(self, x):
+        x.relu_()
+        return super().forward(x)
+
+
 def test_the_reference_dense_block_passes():
     assert check_dense_block(DenseBlock)
 
@@ -449,6 +604,18 @@ def test_a_block_that_concatenates_as_it_goes_passes():
         (ShortcutOutputBlock, "adds_block_input", "added the block's input x_0"),
         (ShortcutLayerBlock, "adds_block_input", "denselayer2 received x_0 added"),
         (BatchAxisBlock, "concat_wrong_dim", ("dimension 0", "dim=1")),
+        (AllK0Block, "wrong_layer_width", "every layer is built for k0 channels"),
+        (ShortBlock, "wrong_num_layers", "has 2 dense layers"),
+        (MissingLastBlock, "missing_last_layer", "left out the last layer's output"),
+        (ReversedOutputBlock, "wrong_concat_order", "returns the feature maps in reverse order"),
+        (OnlyInputBlock, "only_block_input", "denselayer2 received only the block's input"),
+        (SkipsLastLayerBlock, "not_used", "denselayer3 is never called"),
+        (
+            WrongLayerBlock,
+            "layer_differs",
+            ("denselayer1 got the right input", "check_dense_layer"),
+        ),
+        (InPlaceBlock, "modified_input", "in place"),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else None,
 )
@@ -572,6 +739,52 @@ class RenamedTrans(Trans):
         return self.pool(self.conv(torch.relu(self.bn(x))))
 
 
+class StrideOneTrans(Trans):
+    def __init__(self, in_channels, compression=0.5):
+        super().__init__(in_channels, compression)
+        self.pool = nn.AvgPool2d(2, stride=1)
+
+
+class UnusedNormTrans(Trans):
+    def forward(self, x):
+        self.norm(x)
+        return self.pool(self.conv(torch.relu(x)))
+
+
+class NoNormTrans(Trans):
+    def forward(self, x):
+        return self.pool(self.conv(torch.relu(x)))
+
+
+class KeepAllTrans(Trans):
+    @staticmethod
+    def out_channels(m, theta):
+        return m
+
+
+class ThirdTrans(Trans):
+    @staticmethod
+    def out_channels(m, theta):
+        return max(1, m // 3)
+
+
+class FlatTrans(Trans):
+    def forward(self, x):
+        return super().forward(x).flatten(1)
+
+
+class Kernel3Trans(Trans):
+    def __init__(self, in_channels, compression=0.5):
+        super().__init__(in_channels, compression)
+        out = self.out_channels(in_channels, compression)
+        self.conv = nn.Conv2d(in_channels, out, 3, padding=1, bias=False)
+
+
+class DetachingTrans(Trans):
+    def forward(self, x):
+        return super().forward(x.detach())
+
+
 def test_the_reference_transition_passes():
     assert check_transition(Transition)
 
@@ -596,6 +809,14 @@ def test_a_transition_that_pools_before_its_1x1_conv_passes():
         (IntTrans, "compression_float_error", ("int()", "gives 28")),
         (ReluBeforeNormTrans, "relu_before_bn", ("ReLU before norm", "BN -> ReLU")),
         (EvalDropoutTrans, "dropout_in_eval", ("eval mode", "training=self.training")),
+        (StrideOneTrans, "pool_stride", "stride 1 (9x9 -> 8x8)"),
+        (UnusedNormTrans, "missing_bn", "norm's output is never used"),
+        (NoNormTrans, "not_used", "norm is never used"),
+        (KeepAllTrans, "no_compression", "keeps all m channels"),
+        (ThirdTrans, "wrong_compression", "floor(0.5*15) = floor(7.5) = 7"),
+        (FlatTrans, "wrong_shape", "4-D tensor"),
+        (Kernel3Trans, "wrong_shape", "1x1 (kernel_size=1)"),
+        (DetachingTrans, "no_gradient", "the transition's input receives no gradient"),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else None,
 )
@@ -655,6 +876,29 @@ def _without_stem_pool() -> nn.Module:
     return model
 
 
+class SoftmaxDenseNet(DenseNet):
+    def forward(self, x):
+        return super().forward(x).softmax(1)
+
+
+class GlobalMaxPoolDenseNet(DenseNet):
+    def forward(self, x):
+        out = nn.functional.adaptive_max_pool2d(torch.relu(self.features(x)), 1)
+        return self.classifier(out.flatten(1))
+
+
+def _stem_avg_pool() -> nn.Module:
+    model = densenet121()
+    model.features.pool0 = nn.AvgPool2d(3, stride=2, padding=1)
+    return model
+
+
+def _conv0_with_bias() -> nn.Module:
+    model = densenet121()
+    model.features.conv0 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=True)
+    return model
+
+
 def test_the_reference_densenet121_passes_and_a_passed_model_is_left_unchanged():
     model = densenet121()
     before = model.features.conv0.weight.clone()
@@ -672,6 +916,13 @@ def test_the_reference_densenet121_passes_and_a_passed_model_is_left_unchanged()
         (lambda: DenseNet(growth_rate=24), "wrong_shape", "growth rate is k = 32"),
         (lambda: EvalDropoutDenseNet(), "dropout_in_eval", ("eval mode", "training=self.training")),
         (_stem_pool_without_padding, "stem_pool_padding", ("no padding", "padding=1")),
+        (_stem_avg_pool, "stem_avg_pool", "*max* pool"),
+        (lambda: SoftmaxDenseNet(), "softmax", "raw logits"),
+        (lambda: GlobalMaxPoolDenseNet(), "global_max_pool", "global *average* pooling"),
+        (_conv0_with_bias, "bias_on_conv", "features.conv0 has a bias"),
+        (lambda: densenet121(num_classes=10), "wrong_shape", "to 1000 classes"),
+        (lambda: DenseNet(compression=0.6), "wrong_shape", "compresses m channels"),
+        (5, "wrong_argument", "got int"),
     ],
     ids=[
         "max-pool-transition",
@@ -681,6 +932,13 @@ def test_the_reference_densenet121_passes_and_a_passed_model_is_left_unchanged()
         "k24",
         "dropout-in-eval",
         "stem-pool-no-padding",
+        "stem-avg-pool",
+        "softmax",
+        "global-max-pool",
+        "conv0-bias",
+        "10-classes",
+        "compression-0.6",
+        "not-a-model",
     ],
 )
 def test_densenet121_mistakes_name_the_first_stage_that_differs(factory, mistake, phrase):

@@ -118,6 +118,18 @@ def test_bottleneck_break_even_is_where_m_exceeds_7_2k_plus_1_6(bottleneck, k, k
     assert state["layout"]["shapes[1].x0"] == first - 0.5
 
 
+def test_bottleneck_break_even_line_follows_the_last_layer_when_the_plain_layer_always_wins():
+    # k = 48: the bottleneck pays off only for m > 7.2 * 48 + 1.6 = 347.2 input channels;
+    # a block of 4 layers from k0 = 16 reads at most 16 + 3 * 48 = 160.
+    fig = explore.bottleneck_cost_explorer(growth_rates=(48,), k0_values=(16,), max_layers=4,
+                                           initial=(48, 16))  # fmt: skip
+    state = explore.grid_state(fig, 48, 16)
+    assert "the plain layer is smaller in all 4 layers" in state["layout"]["title.text"]
+    assert state["layout"]["shapes[1].x0"] == 4.5
+    plain, with_b = state["data"]["y"][:2]
+    assert all(p < b for p, b in zip(plain, with_b, strict=True))
+
+
 # --- (c) compression ---------------------------------------------------------------------
 
 

@@ -174,11 +174,25 @@ def test_fast_model_is_in_eval_mode_without_trainable_parameters():
     assert not any(p.requires_grad for p in fast.parameters())
 
 
-def test_switching_the_fast_model_to_training_raises():
-    fast = optimize_for_inference(de.densenet_cifar(depth=22))
-    with pytest.raises(RuntimeError, match="inference-only"):
+def test_a_container_holding_the_fast_model_can_switch_to_training():
+    fast = optimize_for_inference(randomize_batchnorm(de.densenet_cifar(depth=22)))
+    container = nn.Sequential(fast)
+    container.train()
+    assert fast.training
+    container.eval()
+    assert not fast.training
+
+
+def test_train_mode_computes_the_same_eval_mode_function():
+    model = randomize_batchnorm(de.densenet_cifar(depth=22))
+    model.classifier = nn.Sequential(nn.Dropout(0.5), model.classifier)  # a custom head
+    fast = optimize_for_inference(model)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = fast(x)
         fast.train()
-    fast.eval()  # still allowed
+        torch.testing.assert_close(fast(x), expected, rtol=0, atol=0)
+    assert not any(p.requires_grad for p in fast.parameters())
 
 
 class _NoDenseBlocks(nn.Module):
@@ -201,9 +215,99 @@ def test_something_that_is_not_a_densenet_is_rejected(not_a_densenet):
 
 
 @pytest.mark.parametrize(
-    "bad", [torch.randn(3, 32, 32), torch.randn(1, 1, 32, 32)], ids=["3-D", "1 channel"]
+    ("bad", "error", "message"),
+    [
+        (torch.randn(3, 32, 32), de.InputShapeError, r"4-D tensor .* x\.unsqueeze\(0\)"),
+        (torch.randn(1, 1, 32, 32), de.InputShapeError, "expects 3 input channels, got 1"),
+        (torch.randn(1, 3, 32, 32).double(), TypeError, r"torch\.float64 input .* x\.float\(\)"),
+        (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), TypeError, r"torch\.uint8 .* 255"),
+        ([1.0, 2.0], TypeError, "expects a torch.Tensor"),
+    ],
+    ids=["3-D", "1 channel", "float64", "uint8", "list"],
 )
-def test_fast_model_rejects_badly_shaped_input(bad):
-    fast = optimize_for_inference(de.densenet_cifar(depth=22))
-    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+def test_fast_model_checks_its_input_like_the_eager_model(bad, error, message):
+    model = de.densenet_cifar(depth=22)
+    fast = optimize_for_inference(model)
+    with pytest.raises(error, match=message) as from_fast:
         fast(bad)
+    with pytest.raises(error) as from_eager:
+        model(bad)
+    assert str(from_fast.value) == str(from_eager.value).replace("DenseNet", "FastDenseNet")
+
+
+def test_fast_model_names_the_smallest_input_it_can_take():
+    fast = optimize_for_inference(de.densenet121())
+    with pytest.raises(de.InputShapeError, match="at least 29x29 pixels"):
+        fast(torch.randn(1, 3, 28, 28))
+    assert fast(torch.randn(1, 3, 29, 29)).shape == (1, 1000)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device (CUDA)")
+def test_fast_model_names_the_device_mismatch():
+    fast = optimize_for_inference(de.densenet_cifar(depth=22))
+    with pytest.raises(RuntimeError, match=r"x = x\.to\('cpu'\)"):
+        fast(torch.randn(1, 3, 32, 32, device="cuda"))
+
+
+# --- other heads, timm, and the tools -----------------------------------------------
+
+
+@pytest.mark.parametrize("head", ["identity", "sequential"])
+def test_a_custom_head_is_converted_exactly(head):
+    model = randomize_batchnorm(de.densenet_cifar(depth=22, growth_rate=12))
+    width = model.classifier.in_features
+    model.classifier = (
+        nn.Identity()
+        if head == "identity"
+        else nn.Sequential(nn.Linear(width, 20), nn.ReLU(), nn.Linear(20, 4))
+    )
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert relative_error(optimize_for_inference(model)(x), model(x)) < 1e-4
+
+
+def test_a_model_without_a_classifier_is_refused_naming_it():
+    model = de.densenet_cifar(depth=22)
+    del model.classifier
+    with pytest.raises(TypeError, match="`classifier` module .* nn.Identity"):
+        optimize_for_inference(model)
+
+
+def test_timm_densenet121_is_converted_exactly():
+    timm = pytest.importorskip("timm", reason="timm not installed")
+    model = randomize_batchnorm(timm.create_model("densenet121", pretrained=False))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():  # norm0 is a BatchNorm with its ReLU inside: the ReLU must stay
+        assert relative_error(optimize_for_inference(model)(x), model(x)) < 1e-4
+
+
+def test_a_batchnorm_with_another_activation_is_refused():
+    timm = pytest.importorskip("timm", reason="timm not installed")
+    model = timm.create_model("densenet121", pretrained=False, act_layer="silu")
+    with pytest.raises(TypeError, match="exactly: it applies SiLU"):
+        optimize_for_inference(model)
+
+
+def test_fast_model_traces_with_torch_fx_to_the_same_function():
+    fast = optimize_for_inference(randomize_batchnorm(de.densenet_cifar(depth=22)))
+    traced = torch.fx.symbolic_trace(fast)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), fast(x), rtol=0, atol=0)
+
+
+def test_torchvision_feature_extraction_works_on_the_fast_model():
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    fast = optimize_for_inference(de.densenet_cifar(depth=22))
+    extractor = create_feature_extractor(fast, {"features.1": "block1"})
+    block1 = fast.features[1]  # after the CIFAR stem's conv0
+    shape = extractor(torch.randn(2, 3, 32, 32))["block1"].shape
+    assert shape == (2, block1.out_channels, 32, 32)
+    assert not fast.training
+
+
+def test_torch_jit_script_is_refused_naming_export_and_compile():
+    fast = optimize_for_inference(de.densenet_cifar(depth=22))
+    with pytest.raises(de.errors.NotScriptableError, match=r"torch\.export.*torch\.compile"):
+        torch.jit.script(fast)

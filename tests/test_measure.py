@@ -205,3 +205,11 @@ def test_saved_bytes_are_the_same_on_every_device(device):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU()).to(device)
     assert measure.saved_tensor_bytes(model, torch.randn(2, 4, device=device)) == 14 * F32
+
+
+def test_matmul_peak_is_two_n_cubed_flops_over_the_median_time(monkeypatch):
+    def fake_timer(contenders, repeats, warmup, device, desc=""):
+        return {name: [0.5, 0.25, 4.0] for name in contenders}  # median 0.5 s
+
+    monkeypatch.setattr(measure, "time_interleaved", fake_timer)
+    assert measure.matmul_peak_gflops(n=64) == pytest.approx(2 * 64**3 / 0.5 / 1e9)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 
 import pytest
 import torch
@@ -21,24 +22,15 @@ def twins(device, **kwargs):
 
 
 @pytest.mark.parametrize("bottleneck", [True, False])
-def test_outputs_gradients_and_running_stats_match_the_plain_path(device, bottleneck):
+def test_outputs_gradients_and_running_stats_match_the_plain_path(
+    device, bottleneck, assert_same_training_step
+):
+    # The buffers' check also proves that recomputation in backward does not update
+    # BatchNorm's running statistics a second time.
     plain, efficient = twins(device, depth=40, growth_rate=6, bottleneck=bottleneck)
     x = torch.randn(8, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (8,), device=device)
-    outs = []
-    for model in (plain, efficient):
-        model.train()
-        out = model(x)
-        torch.nn.functional.cross_entropy(out, y).backward()
-        outs.append(out)
-    torch.testing.assert_close(outs[1], outs[0])
-    grads = {n: p.grad for n, p in plain.named_parameters()}
-    for n, p in efficient.named_parameters():
-        torch.testing.assert_close(p.grad, grads[n], rtol=1e-4, atol=1e-6, msg=n)
-    # Recomputation in backward must not update BatchNorm's statistics a second time.
-    buffers = dict(plain.named_buffers())
-    for n, b in efficient.named_buffers():
-        torch.testing.assert_close(b, buffers[n], msg=n)
+    assert_same_training_step(plain, efficient, x, y, grads=(1e-4, 1e-6))
 
 
 def test_factory_flag_reaches_every_dense_layer():
@@ -68,3 +60,43 @@ def test_memory_efficient_model_runs_without_grad():
     _, efficient = twins("cpu", depth=40, growth_rate=6)
     with torch.no_grad():
         assert efficient.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_a_forward_in_another_thread_during_recomputation_updates_statistics_once():
+    # The recomputation flag belongs to one checkpointed call: while thread A's backward
+    # replays layer.concat_norm_conv, thread B's forward through the same layer must still
+    # update BatchNorm's running statistics (once), and A's replay must not.
+    torch.manual_seed(0)
+    layer = de.DenseLayer(8, 4, memory_efficient=True).train()
+    twin = copy.deepcopy(layer)
+    twin.memory_efficient = False
+    x_a, x_b = torch.randn(4, 8, 5, 5), torch.randn(4, 8, 5, 5)
+    replaying, b_done = threading.Event(), threading.Event()
+    in_backward = threading.Event()
+
+    def pause_in_replay(module, args):
+        if in_backward.is_set() and threading.current_thread() is threading.main_thread():
+            replaying.set()
+            assert b_done.wait(timeout=30), "thread B did not finish"
+
+    def thread_b():
+        assert replaying.wait(timeout=30), "thread A never replayed"
+        layer(x_b.clone().requires_grad_()).sum()  # a forward, in training mode
+        b_done.set()
+
+    # relu1 runs inside the replayed function (conv1 itself is not rerun: checkpoint stops
+    # once it has the tensors backward needs).
+    handle = layer.relu1.register_forward_pre_hook(pause_in_replay)
+    other = threading.Thread(target=thread_b)
+    other.start()
+    out = layer(x_a.clone().requires_grad_())
+    in_backward.set()
+    out.sum().backward()
+    other.join(timeout=30)
+    handle.remove()
+    assert b_done.is_set()
+    for x in (x_a, x_b):  # the plain twin: one update per forward, in the same order
+        twin(x)
+    torch.testing.assert_close(layer.norm1.running_mean, twin.norm1.running_mean)
+    torch.testing.assert_close(layer.norm1.running_var, twin.norm1.running_var)
+    assert layer.norm1.num_batches_tracked.item() == 2

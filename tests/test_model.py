@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import densenet_edu as de
-from densenet_edu import InputShapeError
+from densenet_edu import DenseNetConfig, InputShapeError
+from densenet_edu.architectures import TABLE
 
 FACTORIES = {
     "densenet121": (de.densenet121, 1024),
@@ -252,3 +253,176 @@ def test_dropout_placement_does_not_change_the_state_dict():
 def test_unknown_dropout_placement_is_rejected():
     with pytest.raises(ValueError, match="dropout_placement must be"):
         de.densenet_cifar(16, 4, dropout_placement="after-pooling")
+
+
+# --- one configuration ----------------------------------------------------------------------
+
+
+def test_model_config_is_the_dataclass_it_was_built_from():
+    config = DenseNetConfig(growth_rate=8, block_config=(2, 2), num_init_features=16)
+    model = de.DenseNet(config)
+    assert model.config is config
+    assert model.features.denseblock1.denselayer1.conv2.out_channels == 8
+
+
+def test_keyword_form_builds_the_same_model_as_the_config_form():
+    settings = dict(growth_rate=8, block_config=(2, 2), num_init_features=16, stem="cifar")
+    by_keywords, by_config = de.DenseNet(**settings), de.DenseNet(DenseNetConfig(**settings))
+    assert by_keywords.config == by_config.config
+    assert {k: v.shape for k, v in by_keywords.state_dict().items()} == {
+        k: v.shape for k, v in by_config.state_dict().items()
+    }
+
+
+def test_keywords_given_with_a_config_override_its_fields():
+    model = de.DenseNet(DenseNetConfig(block_config=(2, 2)), num_classes=7)
+    assert model.config == DenseNetConfig(block_config=(2, 2), num_classes=7)
+    assert model.classifier.out_features == 7
+
+
+def test_the_old_positional_order_still_builds_the_model():
+    model = de.DenseNet(8, (2, 2), 16)  # growth_rate, block_config, num_init_features
+    assert model.config == DenseNetConfig(growth_rate=8, block_config=(2, 2), num_init_features=16)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_factories_build_the_tables_configuration(name):
+    factory, _ = FACTORIES[name]
+    assert on_meta(factory).config == TABLE[name].config
+    assert on_meta(factory, num_classes=7).config == TABLE[name].config.replace(num_classes=7)
+
+
+def test_architectures_mapping_is_derived_from_the_table():
+    for name, settings in de.ARCHITECTURES.items():
+        assert TABLE[name].config == DenseNetConfig(**settings)
+
+
+def test_old_dict_style_reads_of_model_config_still_work():
+    config = de.densenet_cifar(16, 4).config
+    assert config["block_config"] == config.block_config == (2, 2, 2)
+    assert dict(**config)["growth_rate"] == 4
+
+
+# --- every input a clear answer -------------------------------------------------------------
+
+
+def test_uint8_input_names_both_dtypes_and_the_fix(small_model):
+    message = r"torch.uint8 input but its weights are torch.float32: .*x\.float\(\)"
+    with pytest.raises(TypeError, match=message):
+        small_model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+
+
+def test_float64_input_offers_converting_either_side(small_model):
+    message = r"torch.float64 input .* x\.float\(\), or the model with model\.double\(\)"
+    with pytest.raises(TypeError, match=message):
+        small_model(torch.zeros(1, 3, 64, 64, dtype=torch.float64))
+
+
+def test_input_on_another_device_names_both_devices(small_model):
+    message = r"input is on meta but DenseNet is on cpu: .*x\.to\('cpu'\)"
+    with pytest.raises(RuntimeError, match=message):
+        small_model(torch.zeros(1, 3, 64, 64, device="meta"))
+
+
+def test_autocast_inputs_of_the_autocast_dtype_are_accepted():
+    model = de.densenet_cifar(16, 4).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        assert model(torch.randn(2, 3, 8, 8, dtype=torch.bfloat16)).shape == (2, 10)
+
+
+def test_batch_of_one_in_training_mode_that_ends_1x1_says_what_to_do():
+    model = de.densenet121().train()
+    message = r"batch of at least 2 images, a larger image, or model\.eval\(\)"
+    with pytest.raises(InputShapeError, match=message):
+        model(torch.randn(1, 3, 32, 32))
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 1000)  # a batch of 2 is fine
+    assert model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 1000)  # and eval mode
+
+
+def test_a_swapped_stem_convolution_sets_the_expected_channels():
+    model = de.densenet121().eval()
+    model.features.conv0 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    assert model(torch.randn(2, 1, 64, 64)).shape == (2, 1000)
+    with pytest.raises(InputShapeError, match="expects 1 input channels, got 3"):
+        model(torch.randn(2, 3, 64, 64))
+
+
+def test_removing_the_max_pool_lowers_the_minimum_size():
+    model = de.densenet121().eval()
+    model.features.pool0 = torch.nn.Identity()
+    # Independently: conv0 (7x7, stride 2, padding 3) maps s to (s - 1) // 2 + 1, then three
+    # 2x2 pools halve it: the smallest s reaching 1x1 needs (s - 1) // 2 + 1 >= 8.
+    smallest = next(s for s in range(1, 64) if ((s - 1) // 2 + 1) // 8 >= 1)
+    assert model.min_input_size == smallest == 15
+    assert model(torch.randn(1, 3, 15, 15)).shape == (1, 1000)
+    with pytest.raises(InputShapeError, match="at least 15x15"):
+        model(torch.randn(1, 3, 14, 14))
+
+
+# --- timm's split: forward_features / forward_head ------------------------------------------
+
+
+def test_forward_is_head_of_features_and_features_are_torchvisions():
+    model = de.densenet_cifar(16, 4).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        torch.testing.assert_close(features, model.features(x))
+        kept = features.clone()
+        torch.testing.assert_close(model.forward_head(features), model(x))
+    assert torch.equal(features, kept)  # the head does not rectify the caller's tensor
+
+
+def test_pre_logits_are_the_pooled_rectified_features():
+    model = de.densenet_cifar(16, 4).eval()
+    features = torch.randn(2, model.num_features, 4, 4)
+    pooled = model.forward_head(features, pre_logits=True)
+    torch.testing.assert_close(pooled, features.clamp(min=0).mean(dim=(2, 3)))
+
+
+def test_forward_features_checks_its_input():
+    with pytest.raises(InputShapeError, match="at least 4x4"):
+        de.densenet_cifar(16, 4).forward_features(torch.randn(1, 3, 3, 3))
+
+
+def test_set_grad_checkpointing_switches_every_dense_layer_and_the_config():
+    model = de.densenet_cifar(16, 4)
+    model.set_grad_checkpointing()
+    layers = [m for m in model.modules() if isinstance(m, de.DenseLayer)]
+    assert layers and all(m.memory_efficient for m in layers)
+    assert model.config.memory_efficient is True
+    model.set_grad_checkpointing(False)
+    assert not any(m.memory_efficient for m in layers) and model.config.memory_efficient is False
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_torch_jit_script_is_refused_with_one_error_naming_export_and_compile():
+    with pytest.raises(de.NotScriptableError) as info:
+        torch.jit.script(de.densenet_cifar(16, 4))
+    message = str(info.value)
+    assert "torch.export.export" in message and "torch.compile" in message
+    assert info.value.__cause__ is None and info.value.__context__ is None
+
+
+def test_torch_export_traces_through_the_checks():
+    model = de.densenet_cifar(16, 4).eval()
+    x = torch.randn(2, 3, 8, 8)
+    exported = torch.export.export(model, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), model(x))
+
+
+class _Scale(torch.nn.Module):
+    """A custom stem module: its geometry is unknown unless it declares it."""
+
+    def forward(self, x):
+        return 2 * x
+
+
+def test_an_unknown_module_turns_the_size_check_off_until_it_declares_its_geometry():
+    model = de.densenet121().eval()
+    model.features.norm0 = _Scale()
+    with pytest.raises(ValueError, match="unknown geometry"):
+        _ = model.min_input_size
+    model.features.norm0.keeps_spatial_size = True
+    assert model.min_input_size == 29

@@ -9,16 +9,9 @@ import torch
 import torchvision
 
 import densenet_edu as de
+from densenet_edu.architectures import TABLE
 
 NAMES = ["densenet121", "densenet161", "densenet169", "densenet201"]
-
-# Parameter counts published with torchvision's IMAGENET1K_V1 weights (its model docs).
-PUBLISHED_PARAMS = {
-    "densenet121": 7_978_856,
-    "densenet161": 28_681_000,
-    "densenet169": 14_149_480,
-    "densenet201": 20_013_928,
-}
 
 
 def pair(name: str, device: torch.device | str = "cpu", **kwargs):
@@ -42,7 +35,8 @@ def test_state_dict_keys_and_shapes_equal_torchvisions(name):
 def test_parameter_count_equals_torchvisions_published_figure(name):
     with torch.device("meta"):
         model = getattr(de, name)()
-    assert de.count_parameters(model) == PUBLISHED_PARAMS[name]
+    # The table's figure is torchvision's (tests/test_weights.py compares it with the enum).
+    assert de.count_parameters(model) == TABLE[name].weights["IMAGENET1K_V1"].params
 
 
 def test_densenet121_eval_outputs_equal_torchvision_at_224(device):
@@ -60,23 +54,13 @@ def test_eval_outputs_equal_torchvision(name, device):
         torch.testing.assert_close(ours.eval()(x), theirs.eval()(x), rtol=1e-5, atol=1e-5)
 
 
-def test_train_mode_outputs_gradients_and_running_stats_equal_torchvision(device):
+def test_train_mode_outputs_gradients_and_running_stats_equal_torchvision(
+    device, assert_same_training_step
+):
     theirs, ours = pair("densenet121", device)
     x = torch.randn(4, 3, 64, 64, device=device)
     target = torch.randint(0, 1000, (4,), device=device)
-    losses = []
-    for model in (theirs, ours):
-        model.train()
-        loss = torch.nn.functional.cross_entropy(model(x), target)
-        loss.backward()
-        losses.append(loss)
-    torch.testing.assert_close(losses[0], losses[1])
-    grads_t = {n: p.grad for n, p in theirs.named_parameters()}
-    for n, p in ours.named_parameters():
-        torch.testing.assert_close(p.grad, grads_t[n], rtol=1e-4, atol=1e-5, msg=n)
-    buffers_t = dict(theirs.named_buffers())
-    for n, b in ours.named_buffers():
-        torch.testing.assert_close(b, buffers_t[n], msg=n)
+    assert_same_training_step(theirs, ours, x, target)
 
 
 def to_legacy(state_dict: dict) -> dict:
@@ -111,18 +95,37 @@ def test_legacy_checkpoint_loads_and_gives_torchvisions_outputs():
         torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
 
 
-def test_legacy_conversion_matches_torchvisions_own_loader(tmp_path, monkeypatch):
-    # torchvision's _load_state_dict renames legacy keys itself; both must agree.
-    theirs = torchvision.models.densenet121()
-    legacy = to_legacy(theirs.state_dict())
-    converted = de.convert_legacy_keys(legacy)
-    assert set(converted) == {k for k in theirs.state_dict() if "num_batches" not in k}
+def test_legacy_file_loads_as_torchvisions_own_loader_loads_it(tmp_path, monkeypatch):
+    # torchvision's builder renames the legacy keys itself (models.densenet._load_state_dict);
+    # feed it the same file instead of a download, and both models must agree exactly.
+    source = torchvision.models.densenet121()
+    release = tmp_path / "densenet121-legacy.pth"
+    torch.save(to_legacy(source.state_dict()), release)
+    monkeypatch.setattr(
+        torchvision.models._api,
+        "load_state_dict_from_url",
+        lambda url, *args, **kwargs: torch.load(release, weights_only=True),
+    )
+    weights = torchvision.models.DenseNet121_Weights.IMAGENET1K_V1
+    theirs = torchvision.models.densenet121(weights=weights, progress=False).eval()
+    ours = de.densenet121(weights=release).eval()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in theirs.state_dict().items()
+    }
+    for key, value in theirs.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
 
 
 def test_dataparallel_prefix_is_stripped():
-    theirs = torchvision.models.densenet121()
+    theirs = torchvision.models.densenet121().eval()
     wrapped = {f"module.{k}": v for k, v in theirs.state_dict().items()}
-    de.load_torchvision_weights(de.densenet121(), wrapped)
+    ours = de.load_torchvision_weights(de.densenet121(), wrapped).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
 
 
 def test_mismatch_lists_missing_unexpected_and_wrong_shape_keys_together():

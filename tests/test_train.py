@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -15,8 +15,11 @@ from pathlib import Path
 import matplotlib
 import pytest
 import torch
+from train_helpers import REPO, tiny, without_times
 
 import densenet_edu as de
+from densenet_edu.config import DenseNetConfig
+from densenet_edu.errors import CheckpointError as CheckpointErrorHome
 from densenet_edu.train import (
     CheckpointError,
     TrainConfig,
@@ -32,34 +35,6 @@ from densenet_edu.train import (
 )
 
 matplotlib.use("Agg")
-REPO = Path(__file__).resolve().parents[1]
-
-
-def tiny(out_dir: Path, **overrides) -> TrainConfig:
-    """DenseNet-BC with one layer per block (L=10), k=4, on 96 digits at 16x16."""
-    settings = dict(
-        dataset="digits",
-        train_limit=96,
-        test_limit=48,
-        image_size=16,
-        depth=10,
-        growth_rate=4,
-        epochs=3,
-        batch_size=32,
-        lr=0.05,
-        out_dir=str(out_dir),
-        progress=False,
-        verbose=False,
-    )
-    return TrainConfig(**{**settings, **overrides})
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "densenet_edu.train", *args],
-        capture_output=True, text=True, timeout=120, cwd=REPO, env=env,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +104,54 @@ def test_the_recipe_uses_the_papers_dropout_placement():
     assert model.config["dropout_placement"] == "paper" and model.config["drop_rate"] == 0.2
 
 
+def settings(model: torch.nn.Module) -> dict:
+    """A DenseNet's configuration, read by key (a dict or a DenseNetConfig)."""
+    return {f.name: model.config[f.name] for f in dataclasses.fields(DenseNetConfig)}
+
+
+@pytest.mark.parametrize(
+    "depth, growth_rate, bottleneck, compression",
+    [(100, 12, True, 0.5), (40, 12, False, 1.0), (28, 6, True, 1.0), (16, 8, False, 0.5)],
+)
+def test_the_run_builds_the_cifar_densenet_of_the_paper(
+    depth, growth_rate, bottleneck, compression
+):
+    config = TrainConfig(
+        depth=depth, growth_rate=growth_rate, bottleneck=bottleneck, compression=compression
+    )
+    expected = de.densenet_cifar(
+        depth, growth_rate, bottleneck=bottleneck, compression=compression, num_classes=100
+    )
+    model = build_model(config, num_classes=100, in_channels=3)
+    assert settings(model) == settings(expected)
+    assert de.count_parameters(model) == de.count_parameters(expected)
+
+
+def test_the_model_part_of_a_run_is_a_densenet_config():
+    cfg = TrainConfig(depth=40, growth_rate=12, bottleneck=False).model_config(10, 1)
+    assert isinstance(cfg, DenseNetConfig)
+    # L = 3n + 4 without bottlenecks: 40 = 3 * 12 + 4; the stem has 16 channels.
+    assert (cfg.block_config, cfg.num_init_features, cfg.stem) == ((12, 12, 12), 16, "cifar")
+    assert (cfg.num_classes, cfg.in_channels) == (10, 1)
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"lr": float("nan")}, "lr must be a positive number"),
+        ({"momentum": 0.0}, "momentum must be > 0 for nesterov=True"),
+        ({"milestones": (0.5, 1.5)}, "milestones are fractions"),
+        ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"resume": ""}, "resume must be True, False, 'auto' or a path"),
+        ({"depth": 99}, "depth 99 does not fit"),
+    ],
+)
+def test_a_nonsensical_setting_is_refused_when_the_config_is_made(setting, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**setting)
+
+
 def test_the_training_step_is_public_and_returns_loss_sum_correct_and_count():
     torch.manual_seed(0)
     net = torch.nn.Linear(4, 3)
@@ -191,28 +214,57 @@ class Interrupted(Exception):
     pass
 
 
-def _without_times(history: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+def stop_after_epoch(n: int):
+    def callback(record):
+        if record["epoch"] == n:
+            raise Interrupted
+
+    return callback
+
+
+def interrupted_after_first_epoch(config: TrainConfig) -> TrainConfig:
+    with pytest.raises(Interrupted):
+        train(config, on_epoch_end=stop_after_epoch(1))
+    assert load_checkpoint(Path(config.out_dir) / "checkpoint.pt")["epoch"] == 1
+    return config
 
 
 def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(finished_run, tmp_path):
     config, uninterrupted = finished_run
-    config = replace(config, out_dir=str(tmp_path / "interrupted"))
-
-    def stop_after_first_epoch(record):
-        if record["epoch"] == 1:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        train(config, on_epoch_end=stop_after_first_epoch)
-    assert load_checkpoint(tmp_path / "interrupted" / "checkpoint.pt")["epoch"] == 1
-
+    config = interrupted_after_first_epoch(replace(config, out_dir=str(tmp_path / "interrupted")))
     resumed = train(replace(config, resume=True)).history
     # Same seed, same batches, same augmentations: identical floats, not just close ones.
-    assert _without_times(resumed) == _without_times(uninterrupted)
-    assert _without_times(read_log(tmp_path / "interrupted" / "metrics.jsonl")) == _without_times(
-        uninterrupted
-    )
+    assert without_times(resumed) == without_times(uninterrupted)
+    logged = read_log(tmp_path / "interrupted" / "metrics.jsonl")
+    assert without_times(logged) == without_times(uninterrupted)
+
+
+def test_resume_auto_starts_a_new_run_when_there_is_no_checkpoint(finished_run, tmp_path):
+    config, uninterrupted = finished_run
+    fresh = train(replace(config, out_dir=str(tmp_path / "new"), resume="auto")).history
+    assert without_times(fresh) == without_times(uninterrupted)
+
+
+def test_resume_auto_continues_a_run_that_has_a_checkpoint(finished_run, tmp_path):
+    config, uninterrupted = finished_run
+    config = interrupted_after_first_epoch(replace(config, out_dir=str(tmp_path / "requeued")))
+    resumed = train(replace(config, resume="auto")).history
+    assert without_times(resumed) == without_times(uninterrupted)
+
+
+def test_resume_auto_on_a_finished_run_returns_its_history_without_training(finished_run):
+    config, history = finished_run
+    before = (Path(config.out_dir) / "checkpoint.pt").read_bytes()
+    assert train(replace(config, resume="auto")).history == history
+    assert (Path(config.out_dir) / "checkpoint.pt").read_bytes() == before
+
+
+def test_resume_from_a_path_continues_that_checkpoint_in_a_new_folder(finished_run, tmp_path):
+    config, uninterrupted = finished_run
+    source = interrupted_after_first_epoch(replace(config, out_dir=str(tmp_path / "a")))
+    copy = replace(source, out_dir=str(tmp_path / "b"), resume=str(tmp_path / "a/checkpoint.pt"))
+    assert without_times(train(copy).history) == without_times(uninterrupted)
+    assert load_checkpoint(tmp_path / "a" / "checkpoint.pt")["epoch"] == 1  # left as it was
 
 
 def test_another_seed_gives_another_run(finished_run, tmp_path):
@@ -235,9 +287,21 @@ def _checkpoint_bytes(config: TrainConfig) -> bytes:
     return (Path(config.out_dir) / "checkpoint.pt").read_bytes()
 
 
+def test_checkpoint_errors_live_with_the_other_errors():
+    assert CheckpointError is CheckpointErrorHome is de.errors.CheckpointError
+
+
+def test_the_checkpoint_stores_the_models_config_as_a_densenet_config_dict(saved_run):
+    config, _ = saved_run
+    state = load_checkpoint(Path(config.out_dir) / "checkpoint.pt")
+    expected = config.model_config(num_classes=10, in_channels=1)
+    assert DenseNetConfig.from_dict(state["model_config"]) == expected
+    assert state["model_config"] == expected.to_dict()
+
+
 def test_a_new_run_refuses_to_overwrite_an_existing_checkpoint(saved_run):
     config, before = saved_run
-    with pytest.raises(CheckpointError, match="already exists.*--resume"):
+    with pytest.raises(CheckpointError, match="already exists.*resume=True"):
         train(config)
     assert _checkpoint_bytes(config) == before
 
@@ -259,110 +323,32 @@ def test_resume_rejects_a_checkpoint_trained_with_another_recipe(saved_run):
 
 
 def test_resume_without_a_checkpoint_says_so(tmp_path):
-    with pytest.raises(CheckpointError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
         train(tiny(tmp_path, resume=True))
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage"])
-def test_a_corrupt_checkpoint_gets_a_one_line_error_and_is_kept(
-    tmp_path, capsys, damage, saved_run
-):
-    config, before = saved_run
-    path = Path(config.out_dir) / "checkpoint.pt"
-    damaged = before[: len(before) // 2] if damage == "truncate" else b"not a checkpoint"
-    path.write_bytes(damaged)
-    args = ["--dataset", "digits", "--out-dir", config.out_dir, "--resume", "--quiet"]
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "error:" in err and "corrupt" in err and err.count("\n") == 1
-    assert path.read_bytes() == damaged
+def test_resume_from_a_missing_path_says_so(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at .*elsewhere.pt"):
+        train(tiny(tmp_path / "run", resume=str(tmp_path / "elsewhere.pt")))
+    assert not list(tmp_path.iterdir())
 
 
-# --- bad input on the command line -------------------------------------------------------------
+def test_a_weights_only_copy_cannot_be_resumed(saved_run, tmp_path):
+    from densenet_edu.reuse import slim_checkpoint
 
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--lr", "0"], "lr must be a positive number"),
-        (["--lr=-0.1"], "lr must be a positive number"),
-        (["--epochs", "0"], "epochs must be a positive integer"),
-        (["--batch-size", "0"], "batch_size must be a positive integer"),
-        (["--momentum", "1"], r"momentum must be in \[0, 1\)"),
-        (["--weight-decay=-1e-4"], "weight_decay must be >= 0"),
-        (["--depth", "99"], "depth 99 does not fit"),
-        (["--compression", "0"], r"compression must be in \(0, 1\]"),
-        (["--drop-rate", "1"], r"drop_rate must be in \[0, 1\)"),
-        (["--milestones", "0.5", "1.5"], "milestones are fractions"),
-        (["--gamma", "0"], "gamma"),
-        (["--amp", "fp16", "--device", "cpu"], "fp16 needs a CUDA GPU"),
-        (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "CIFAR-10 not found"),
-    ],
-)
-def test_nonsensical_settings_get_a_one_line_error_and_exit_2(tmp_path, capsys, args, message):
-    code = main(["--dataset", "digits", *args, "--out-dir", str(tmp_path / "r"), "--quiet"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.startswith("python -m densenet_edu.train: error:") and err.count("\n") == 1
-    assert re.search(message, err), err
-    assert not (tmp_path / "r").exists()
-
-
-def test_unknown_dataset_is_an_argparse_error_listing_the_choices(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--dataset", "mnist"])
-    assert exit_info.value.code == 2
-    assert "invalid choice: 'mnist'" in capsys.readouterr().err
-
-
-def test_the_command_line_reports_errors_without_a_traceback(tmp_path):
-    result = run_cli("--dataset", "digits", "--lr", "0", "--out-dir", str(tmp_path))
-    assert result.returncode == 2
-    assert "error: lr must be a positive number" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_help_lists_the_recipe_flags(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--help"])
-    assert exit_info.value.code == 0
-    out = capsys.readouterr().out
-    for flag in ("--growth-rate", "--no-bottleneck", "--milestones", "--resume", "--amp"):
-        assert flag in out
-
-
-def test_help_prints_percent_signs_once_and_says_where_dropout_goes(capsys):
-    with pytest.raises(SystemExit):
-        main(["--help"])
-    out = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
-    assert "at 50% and 75% of the epochs" in out and "%%" not in out
-    assert "after 150 and 225 of 300" in out
-    assert "--drop-rate follows the paper's placement" in out
-    assert "paper: after every conv except the first" in out
-    assert "torchvision: once per dense layer" in out
-
-
-def test_the_command_line_passes_the_dropout_placement_on(capsys):
-    from densenet_edu.train import config_from_args
-
-    assert config_from_args([]).dropout_placement == "paper"
-    config = config_from_args(["--drop-rate", "0.2", "--dropout-placement", "torchvision"])
-    assert (config.drop_rate, config.dropout_placement) == (0.2, "torchvision")
-    with pytest.raises(SystemExit):
-        config_from_args(["--dropout-placement", "everywhere"])
-    assert "invalid choice: 'everywhere'" in capsys.readouterr().err
+    config, _ = saved_run
+    slim = slim_checkpoint(Path(config.out_dir) / "checkpoint.pt", tmp_path / "slim.pt")
+    with pytest.raises(CheckpointError, match="weights only .*load_model"):
+        train(replace(config, out_dir=str(tmp_path / "b"), resume=str(slim), epochs=1))
+    assert load_model(slim).config["in_channels"] == 1  # what it is for
 
 
 # --- CIFAR and several processes ---------------------------------------------------------------
 
 
-def test_the_cli_trains_densenet_bc_100_12_on_cifar10_from_disk(tmp_path, capsys, monkeypatch):
-    cifar = pytest.importorskip("torchvision.datasets.cifar")
-    from test_data import write_fake_cifar10
-
-    monkeypatch.setattr(cifar, "check_integrity", lambda *a, **k: True)  # fakes fail the MD5s
-    root = write_fake_cifar10(tmp_path / "data", per_batch=1)  # 5 training images, 1 test
+def test_the_cli_trains_densenet_bc_100_12_on_cifar10_from_disk(tmp_path, fake_cifar10):
+    root = fake_cifar10(tmp_path / "data", per_batch=1)  # 5 training images, 1 test
     out = tmp_path / "run"
     args = ["--dataset", "cifar10", "--data-dir", str(root), "--epochs", "1", "--out-dir", str(out)]
     assert main([*args, "--batch-size", "5", "--quiet"]) == 0

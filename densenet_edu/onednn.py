@@ -1,0 +1,126 @@
+"""A convolution that calls oneDNN directly on the CPU: prepacked weights and a fused ReLU.
+
+``F.conv2d`` on a CPU hands the weight to oneDNN in PyTorch's plain layout on *every*
+call, and oneDNN reorders it into the blocked layout its kernels read (for a 3x3
+convolution with 128 input channels, 32 output channels: a 147 KB copy per call; 120 of
+them per DenseNet-121 image). :class:`PackedConv2d` does that reorder once per input
+shape (``torch.ops.mkldnn._reorder_convolution_weight``, the call inductor's ``freezing``
+makes) and runs ``torch.ops.mkldnn._convolution_pointwise``, which can also apply the
+ReLU that follows the convolution as a oneDNN *post-op*, in the same pass over the
+output. Measured on DenseNet-121's fast model: see ``benchmarks/README.md``.
+
+The direct path runs only where it is exact and needed: on the CPU, float32, without
+autograd (the oneDNN op has no backward), outside ``torch.fx`` / ``torch.jit.trace`` /
+``torch.compile`` / ``torch.export`` (which see the plain ``F.conv2d`` + ReLU, so graphs,
+ONNX export and inductor work as before). Everywhere else it is an ordinary ``nn.Conv2d``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["PackedConv2d"]
+
+# Packed weights kept per module: one per input shape seen, a few shapes at most.
+_MAX_SHAPES = 4
+
+
+class PackedConv2d(nn.Conv2d):
+    """``relu(conv(x))`` (or ``conv(x)``) with the weight reordered once for oneDNN.
+
+    Built from an existing convolution (copied, not shared). Same parameters and
+    ``state_dict`` as ``nn.Conv2d``; the packed copies are a cache, not state: they are
+    rebuilt when the weight changes (``.to()``, ``load_state_dict``) and are not saved.
+    The cache costs one extra copy of the weights per input shape.
+
+    Shapes: (N, C_in, H, W) -> (N, C_out, H', W'), as ``nn.Conv2d``.
+    """
+
+    def __init__(self, conv: nn.Conv2d, relu: bool = False) -> None:
+        super().__init__(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            bias=conv.bias is not None,
+            padding_mode=conv.padding_mode,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+        )
+        with torch.no_grad():
+            self.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                self.bias.copy_(conv.bias)
+        self.relu = relu
+        self._packed: dict[tuple[Any, ...], Tensor] = {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._direct(x):
+            return torch.ops.mkldnn._convolution_pointwise(
+                x,
+                self._packed_weight(x),
+                self.bias,
+                list(self.padding),
+                list(self.stride),
+                list(self.dilation),
+                self.groups,
+                "relu" if self.relu else "none",
+                [],
+                "",
+            )
+        out = super().forward(x)
+        return F.relu(out, inplace=True) if self.relu else out
+
+    def _direct(self, x: Tensor) -> bool:
+        """May this call go straight to oneDNN (same result, no graph or autograd needed)?"""
+        if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing():
+            return False
+        if torch.jit.is_scripting() or torch.compiler.is_compiling():
+            return False
+        return (
+            torch.backends.mkldnn.is_available()
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and self.weight.dtype == torch.float32
+            and x.dim() == 4
+            and self.padding_mode == "zeros"
+            and not isinstance(self.padding, str)
+            and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
+        )
+
+    def _packed_weight(self, x: Tensor) -> Tensor:
+        # The version counter changes with every in-place write (load_state_dict, copy_),
+        # so edited weights are repacked. Tensors made under torch.inference_mode have no
+        # counter; they cannot be written outside it.
+        version = 0 if self.weight.is_inference() else self.weight._version
+        key = (tuple(x.shape), self.weight.data_ptr(), version)
+        packed = self._packed.get(key)
+        if packed is None:
+            if len(self._packed) >= _MAX_SHAPES:
+                self._packed.clear()
+            packed = torch.ops.mkldnn._reorder_convolution_weight(
+                self.weight.detach(),
+                list(self.padding),
+                list(self.stride),
+                list(self.dilation),
+                self.groups,
+                list(x.shape),
+            )
+            self._packed[key] = packed
+        return packed
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The packed copies are opaque oneDNN tensors: a cache, never copied or pickled.
+        state = self.__dict__.copy()
+        state["_packed"] = {}
+        return state
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", fused ReLU" if self.relu else "")
