@@ -1,0 +1,57 @@
+"""scripts/book_cache.sh: the shared execution cache never outlives the code it was made with."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from book_build import ROOT
+
+
+def _book(tmp_path: Path) -> Path:
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "book_cache.sh", tmp_path / "scripts")
+    (tmp_path / "densenet_edu").mkdir()
+    (tmp_path / "densenet_edu" / "model.py").write_text("growth_rate = 32\n")
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "results_cpu.json").write_text("{}\n")
+    return tmp_path
+
+
+def _run(book: Path) -> None:
+    subprocess.run(["bash", str(book / "scripts" / "book_cache.sh")], check=True)
+
+
+def _cached(book: Path) -> bool:
+    return (book / "_build" / ".jupyter_cache").is_dir()
+
+
+def _execute_chapters(book: Path) -> None:
+    (book / "_build" / ".jupyter_cache").mkdir(parents=True, exist_ok=True)
+
+
+def test_cache_survives_a_rebuild_with_the_same_package(tmp_path):
+    book = _book(tmp_path)
+    _run(book)
+    _execute_chapters(book)
+    _run(book)
+    assert _cached(book)
+
+
+def test_cache_goes_when_the_package_changes(tmp_path):
+    book = _book(tmp_path)
+    _run(book)
+    _execute_chapters(book)
+    (book / "densenet_edu" / "model.py").write_text("growth_rate = 12\n")
+    _run(book)
+    assert not _cached(book)
+
+
+def test_cache_goes_when_recorded_results_change(tmp_path):
+    book = _book(tmp_path)
+    _run(book)
+    _execute_chapters(book)
+    (book / "benchmarks" / "results_cpu.json").write_text('{"new": 1}\n')
+    _run(book)
+    assert not _cached(book)
