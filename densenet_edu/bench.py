@@ -37,9 +37,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -48,11 +46,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import densenet_edu as de
 from densenet_edu.analysis import count_macs
+from densenet_edu.bench_cifar import bench_memory, cifar_model, measure_training_memory
 from densenet_edu.bench_report import (
     SECTION_TITLES,
     Result,
@@ -65,12 +63,9 @@ from densenet_edu.measure import (
     calibrate_batchnorm,
     make_train_step,
     medians,
-    peak_memory_growth,
-    saved_tensor_bytes,
     time_interleaved,
 )
 from densenet_edu.precision import agreement, natural_images, precision_contenders
-from densenet_edu.progress import progress_bar
 
 __all__ = [
     "BenchConfig",
@@ -261,11 +256,6 @@ def bench_train_121(cfg: BenchConfig) -> list[Result]:
     return _results("train_121", n, times)
 
 
-def _cifar_model(memory_efficient: bool, device: torch.device, depth: int = 100) -> nn.Module:
-    torch.manual_seed(0)
-    return de.densenet_cifar(depth, 12, memory_efficient=memory_efficient).to(device)
-
-
 def bench_train_cifar(cfg: BenchConfig) -> list[Result]:
     """One SGD step of CIFAR DenseNet-BC (L=100, k=12): plain vs memory-efficient."""
     device = torch.device(cfg.device)
@@ -273,9 +263,9 @@ def bench_train_cifar(cfg: BenchConfig) -> list[Result]:
     x = torch.randn(n, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (n,), device=device)
     runs = {
-        "densenet_edu eager": make_train_step(_cifar_model(False, device, cfg.cifar_depth), x, y),
+        "densenet_edu eager": make_train_step(cifar_model(False, device, cfg.cifar_depth), x, y),
         "densenet_edu memory_efficient": make_train_step(
-            _cifar_model(True, device, cfg.cifar_depth), x, y
+            cifar_model(True, device, cfg.cifar_depth), x, y
         ),
     }
     times = time_interleaved(
@@ -289,60 +279,6 @@ def _set_memory_efficient(model: nn.Module, on: bool) -> None:
     for m in model.modules():
         if isinstance(m, de.DenseLayer):
             m.memory_efficient = on
-
-
-def measure_training_memory(
-    memory_efficient: bool, batch: int, device: str, depth: int = 100
-) -> dict[str, int]:
-    """Peak memory of one CIFAR DenseNet-BC-100 training step, in this process.
-
-    ``peak_bytes``: :func:`densenet_edu.measure.peak_memory_growth` of one training step,
-    measured once the model, data, gradients and optimizer state exist, so it is the
-    memory of activations and backward temporaries. On the CPU, run it in a fresh
-    process (see :func:`bench_memory`) so that memory freed by earlier work in the
-    process cannot be reused and hide the growth. ``saved_bytes``:
-    :func:`densenet_edu.measure.saved_tensor_bytes` of the same forward pass.
-    """
-    dev = torch.device(device)
-    model = _cifar_model(memory_efficient, dev, depth).train()
-    x = torch.randn(batch, 3, 32, 32, device=dev)
-    y = torch.randint(0, 10, (batch,), device=dev)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
-
-    def step(n: int) -> None:
-        # Gradients are zeroed, not freed, so the measured step allocates none of them.
-        optimizer.zero_grad(set_to_none=False)
-        F.cross_entropy(model(x[:n]), y[:n]).backward()
-        optimizer.step()
-
-    step(1)  # creates gradients and momentum buffers with a small peak
-    peak = peak_memory_growth(lambda: step(batch), dev)
-    saved = saved_tensor_bytes(model, x)
-    return {"peak_bytes": int(peak), "saved_bytes": int(saved)}
-
-
-def bench_memory(cfg: BenchConfig) -> list[Result]:
-    """Peak training memory, plain vs memory-efficient, each in a fresh subprocess."""
-    results = []
-    for name, flag in progress_bar(
-        [("densenet_edu eager", False), ("densenet_edu memory_efficient", True)],
-        desc=f"memory (fresh process each, batch {cfg.cifar_batch})",
-    ):
-        code = (
-            "import json, torch; from densenet_edu.bench import measure_training_memory; "
-            f"torch.set_num_threads({torch.get_num_threads()}); "
-            f"print(json.dumps(measure_training_memory({flag}, {cfg.cifar_batch}, "
-            f"{cfg.device!r}, {cfg.cifar_depth})))"
-        )
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        ).stdout
-        figures = json.loads(out.strip().splitlines()[-1])
-        results.append(Result("memory", name, cfg.cifar_batch, **figures))
-    reference = results[0]
-    for r in results:
-        r.vs_reference = r.peak_bytes / reference.peak_bytes if reference.peak_bytes else None
-    return results
 
 
 def _results(

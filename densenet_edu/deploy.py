@@ -144,13 +144,14 @@ def _compare_with_onnxruntime(model: nn.Module, path: Path, x: Tensor) -> None:
 
 
 def _check_model(model: object) -> None:
-    from densenet_edu.fast import FastDenseNet, _is_dense_block
+    from densenet_edu.fast import FastDenseNet
+    from densenet_edu.fast_reading import is_dense_block
 
     features = getattr(model, "features", None)
     is_densenet = isinstance(model, FastDenseNet) or (
         isinstance(model, nn.Module)
         and isinstance(features, nn.Sequential)
-        and any(_is_dense_block(m) for m in features.children())
+        and any(is_dense_block(m) for m in features.children())
     )
     if not is_densenet:
         raise TypeError(

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from densenet_edu import fast_reading as reading
 from densenet_edu.errors import NotScriptableError
 from densenet_edu.inputs import check_images
 from densenet_edu.onednn import PackedConv2d
@@ -71,7 +72,7 @@ def fold_batchnorm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
             f"the BatchNorm has {norm.num_features} channels but the convolution outputs "
             f"{conv.out_channels}"
         )
-    scale, shift = _bn_scale_shift(norm)
+    scale, shift = reading.bn_scale_shift(norm)
     weight = conv.weight.detach().double()
     bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(scale)
     folded = nn.Conv2d(
@@ -107,7 +108,7 @@ class _ScaleShiftReLU(nn.Module):
                 f"optimize_for_inference cannot convert a BatchNorm exactly: it applies "
                 f"{type(act).__name__}, and the fast model assumes ReLU"
             )
-        scale, shift = _bn_scale_shift(norm)
+        scale, shift = reading.bn_scale_shift(norm)
         dtype = norm.running_mean.dtype
         # Shaped (1, C, 1, 1) to broadcast over (N, C, H, W) in any memory format.
         self.register_buffer("scale", scale.to(dtype).view(1, -1, 1, 1))
@@ -133,7 +134,7 @@ class _FastDenseLayer(nn.Module):
         self.norm_relu1 = _ScaleShiftReLU(layer.norm1)
         self.in_channels = layer.norm1.num_features
         if hasattr(layer, "norm2"):
-            _fused_activation(layer.norm2, "a dense layer's norm2")
+            reading.fused_activation(layer.norm2, "a dense layer's norm2")
             self.conv1 = PackedConv2d(fold_batchnorm(layer.conv1, layer.norm2), relu=True)
             self.conv2: nn.Conv2d | None = PackedConv2d(layer.conv2)
             self.growth_rate = layer.conv2.out_channels
@@ -192,13 +193,13 @@ class FastDenseBlock(nn.Module):
 
     def __init__(self, block: nn.Module, channels_last: bool = False) -> None:
         super().__init__()
-        if not isinstance(block, nn.Module) or not _is_dense_block(block):
+        if not isinstance(block, nn.Module) or not reading.is_dense_block(block):
             raise TypeError(
                 "FastDenseBlock expects a dense block (a module whose children are dense "
                 f"layers with norm1 and conv1), got {type(block).__name__}"
             )
         self.channels_last = channels_last
-        self.layers = nn.ModuleList(_FastDenseLayer(layer) for layer in _dense_layers(block))
+        self.layers = nn.ModuleList(_FastDenseLayer(layer) for layer in reading.dense_layers(block))
         self.in_channels = self.layers[0].in_channels
         self.out_channels = self.in_channels + sum(layer.growth_rate for layer in self.layers)
 
@@ -254,7 +255,7 @@ class FastDenseNet(nn.Module):
     @property
     def in_channels(self) -> int:
         """Channels of the input images (the first convolution's)."""
-        return _first_conv(self).in_channels
+        return reading.first_conv(self).in_channels
 
     def forward(self, x: Tensor) -> Tensor:
         # The eager model's checks and messages (rank, channels, size, dtype, device), once
@@ -311,7 +312,7 @@ def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> Fast
             f"`features` nn.Sequential of stem, dense blocks and transitions); this {name} "
             "has no `features` nn.Sequential"
         )
-    if not any(_is_dense_block(m) for m in features.children()):
+    if not any(reading.is_dense_block(m) for m in features.children()):
         raise TypeError(
             f"optimize_for_inference expects a DenseNet, but this {name}'s `features` "
             "holds no dense block (a module whose children all have norm1 and conv1)"
@@ -321,18 +322,8 @@ def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> Fast
             f"optimize_for_inference expects a DenseNet with a `classifier` module (use "
             f"nn.Identity() for none); this {name} has none"
         )
-    _check_head(model)
+    reading.check_head(model)
     return FastDenseNet(model, channels_last=channels_last)
-
-
-def _check_head(model: nn.Module) -> None:
-    """The head must be ReLU (in norm5 or the forward), global average pool, classifier."""
-    pool = getattr(model, "global_pool", None)  # timm's SelectAdaptivePool2d
-    if pool is not None and getattr(pool, "pool_type", "avg") != "avg":
-        raise TypeError(
-            f"optimize_for_inference supports global average pooling only; this model's "
-            f"global_pool is {pool.pool_type!r}"
-        )
 
 
 def _fast_stages(features: nn.Sequential, channels_last: bool) -> list[nn.Module]:
@@ -346,15 +337,15 @@ def _fast_stages(features: nn.Sequential, channels_last: bool) -> list[nn.Module
         if isinstance(module, nn.Conv2d) and isinstance(following, nn.BatchNorm2d):
             # The stem: conv0 + norm0 folded, and the ReLU after them fused in (relu0, or
             # the ReLU inside timm's norm0, a BatchNorm with its activation).
-            relu = _fused_activation(following, f"features.{children[i + 1][0]}")
+            relu = reading.fused_activation(following, f"features.{children[i + 1][0]}")
             after = children[i + 2][1] if i + 2 < len(children) else None
             separate_relu = not relu and isinstance(after, nn.ReLU)
             stages.append(PackedConv2d(fold_batchnorm(module, following), relu or separate_relu))
             i += 3 if separate_relu else 2
             continue
-        if _is_dense_block(module):
+        if reading.is_dense_block(module):
             stages.append(FastDenseBlock(module, channels_last))
-        elif _is_transition(module):
+        elif reading.is_transition(module):
             stages.append(_FastTransition(module))
         elif isinstance(module, nn.BatchNorm2d):  # norm5: BN-ReLU before pooling
             stages.append(_ScaleShiftReLU(module))
@@ -373,21 +364,6 @@ def _fast_stages(features: nn.Sequential, channels_last: bool) -> list[nn.Module
     return stages
 
 
-def _fused_activation(norm: nn.BatchNorm2d, where: str) -> bool:
-    """Does ``norm`` apply a ReLU itself (timm's BatchNormAct2d)? Refuse other activations."""
-    act = getattr(norm, "act", None)
-    if act is None or isinstance(act, nn.Identity):
-        return False
-    if isinstance(act, nn.ReLU) and isinstance(
-        getattr(norm, "drop", None), (nn.Identity, type(None))
-    ):
-        return True
-    raise TypeError(
-        f"optimize_for_inference cannot convert {where} exactly: it applies "
-        f"{type(act).__name__}, and the fast model assumes ReLU"
-    )
-
-
 def _geometry(features: nn.Sequential) -> Iterator[nn.Module]:
     """The first convolution, then every layer that changes the spatial size, in order."""
     for stage in features:
@@ -395,31 +371,3 @@ def _geometry(features: nn.Sequential) -> Iterator[nn.Module]:
             yield stage
         elif isinstance(stage, _FastTransition):
             yield stage.pool
-
-
-def _bn_scale_shift(norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-    """Eval-mode BatchNorm as ``x * scale + shift`` (float64). Needs running statistics."""
-    if norm.running_mean is None or norm.running_var is None:
-        raise ValueError("cannot fold a BatchNorm without running statistics")
-    inv_std = torch.rsqrt(norm.running_var.detach().double() + norm.eps)
-    gamma = norm.weight.detach().double() if norm.weight is not None else torch.ones_like(inv_std)
-    beta = norm.bias.detach().double() if norm.bias is not None else torch.zeros_like(inv_std)
-    scale = gamma * inv_std
-    return scale, beta - norm.running_mean.detach().double() * scale
-
-
-def _dense_layers(block: nn.Module) -> Iterator[nn.Module]:
-    return (m for m in block.children() if hasattr(m, "norm1") and hasattr(m, "conv1"))
-
-
-def _is_dense_block(module: nn.Module) -> bool:
-    children = list(module.children())
-    return bool(children) and all(hasattr(m, "norm1") and hasattr(m, "conv1") for m in children)
-
-
-def _is_transition(module: nn.Module) -> bool:
-    return all(hasattr(module, name) for name in ("norm", "conv", "pool"))
-
-
-def _first_conv(model: nn.Module) -> nn.Conv2d:
-    return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
