@@ -37,8 +37,8 @@ setup-live: $(STAMP)
 # execution cache (scripts/book_cache.sh empties it when densenet_edu or benchmarks/ change).
 book: setup
 	@bash scripts/book_cache.sh
-	DENSENET_EDU_STATIC_PROGRESS=1 $(BIN)/jupyter-book build $(BOOK_FLAGS) .
-	DENSENET_EDU_STATIC_PROGRESS=1 $(BIN)/jupyter-book build $(BOOK_FLAGS) zh --path-output _build/zh
+	DENSENET_EDU_STATIC_PROGRESS=1 DENSENET_EDU_EDITIONS=zh $(BIN)/jupyter-book build $(BOOK_FLAGS) .
+	DENSENET_EDU_STATIC_PROGRESS=1 DENSENET_EDU_EDITIONS=zh $(BIN)/jupyter-book build $(BOOK_FLAGS) zh --path-output _build/zh
 	rm -rf _build/html/zh && cp -r _build/zh/_build/html _build/html/zh
 
 # The built book with a "Run live" button on chapter pages: cells run on a local kernel

@@ -10,11 +10,18 @@ Configuration (``sphinx.config`` in each ``_config.yml``):
 - ``shared_execution_cache``: the execution cache to use, relative to this book's folder. The
   Chinese edition points at the English one's, so chapters whose code cells are identical are
   not executed twice (jupyter-cache matches notebooks by their code).
+
+Figures are drawn once per language while the English edition executes
+(``densenet_edu.figure_text``): each output keeps its twin in the other language in its
+metadata, and the other edition shows the twin in its place (:func:`twins_of`).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -22,6 +29,9 @@ from typing import Any
 from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.config import Config
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
 
 #: BCP 47 tags of the other edition, by the text of its link (for hreflang).
 LANG_OF_LINK = {"中文": "zh-CN", "English": "en"}
@@ -83,6 +93,102 @@ def _join_chinese_lines(app: Sphinx, doctree: nodes.document) -> None:
             parent.replace(node, nodes.Text(joined))
 
 
+#: Output-metadata key of a figure's twins (``densenet_edu.figure_text.TWIN_KEY``).
+TWIN_KEY = "densenet_edu_twins"
+#: What the figures' text/plain says: a matplotlib figure, an explorable plotly figure.
+_FIGURE_TEXT = re.compile(r"^<(Figure size|figure: )")
+
+
+def edition_language(language: str | None) -> str:
+    """The two-letter language of a Sphinx ``language`` (``"zh_CN"`` -> ``"zh"``)."""
+    return (language or "en").replace("-", "_").split("_")[0]
+
+
+def _text(content: str | list[str]) -> str:
+    return "".join(content) if isinstance(content, list) else content
+
+
+def twins_of(notebook: dict, language: str) -> tuple[dict[str, bytes], dict[str, str], int]:
+    """A notebook's figure twins in `language`.
+
+    Returns PNG twins by the SHA-256 of the English PNG (MyST-NB names image files by it),
+    HTML twins by the English HTML, and the number of figures that have no twin.
+    """
+    images: dict[str, bytes] = {}
+    pages: dict[str, str] = {}
+    missing = 0
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            data, metadata = output.get("data", {}), output.get("metadata", {})
+            is_figure = bool(_FIGURE_TEXT.match(_text(data.get("text/plain", ""))))
+            found = False
+            for mime in ("image/png", "text/html"):
+                twin = metadata.get(mime, {}).get(TWIN_KEY, {}).get(language)
+                if mime not in data or twin is None:
+                    continue
+                found = True
+                if mime == "image/png":
+                    english = base64.b64decode(_text(data[mime]))
+                    images[hashlib.sha256(english).hexdigest()] = base64.b64decode(twin)
+                else:
+                    pages[_text(data[mime])] = twin
+            missing += is_figure and not found
+    return images, pages, missing
+
+
+def executed_notebook(app: Sphinx, docname: str) -> dict | None:
+    """The page's notebook with its outputs, as MyST-NB rendered them; None if not a notebook.
+
+    With ``execute_notebooks: cache`` they come from the execution cache (the notebook MyST-NB
+    writes to ``jupyter_execute/`` has no outputs when they were taken from the cache).
+    """
+    source = Path(app.env.doc2path(docname))
+    if source.suffix != ".ipynb":
+        return None
+    settings = app.env.mystnb_config  # MyST-NB's settings, with the cache's resolved path
+    if settings.execution_mode == "cache":
+        import nbformat
+        from jupyter_cache import get_cache
+
+        cache = get_cache(settings.execution_cache_path)
+        try:
+            record = cache.match_cache_notebook(nbformat.read(source, as_version=4))
+        except KeyError:
+            return None
+        return cache.get_cache_bundle(record.pk).nb
+    written = Path(app.outdir).parent / "jupyter_execute" / f"{docname}.ipynb"
+    return json.loads(written.read_text("utf-8")) if written.exists() else None
+
+
+def _show_twins(app: Sphinx, doctree: nodes.document) -> None:
+    """Put each figure's twin in this edition's language where the English figure was."""
+    language = edition_language(app.config.language)
+    if language == "en":
+        return
+    notebook = executed_notebook(app, app.env.docname)
+    if notebook is None:
+        return
+    folder = Path(app.outdir).parent / "jupyter_execute"  # where MyST-NB writes outputs
+    images, pages, missing = twins_of(notebook, language)
+    if missing:
+        logger.warning(
+            f"{missing} figure(s) of {app.env.docname} have no {language!r} twin: the execution "
+            f"cache was filled without DENSENET_EDU_EDITIONS={language}. Run `make book`, "
+            "which sets it, after `rm -rf _build/.jupyter_cache`.",
+            location=app.env.docname,
+        )
+    for image in doctree.findall(nodes.image):
+        stem, _, suffix = image["uri"].rpartition("/")[2].partition(".")
+        if suffix == "png" and stem in images:
+            twin = images[stem]
+            name = f"{hashlib.sha256(twin).hexdigest()}.png"
+            (folder / name).write_bytes(twin)
+            image["uri"] = image["uri"].rpartition("/")[0] + "/" + name
+    for raw in doctree.findall(nodes.raw):
+        if raw.get("format") == "html" and raw.astext() in pages:
+            raw[0] = nodes.Text(pages[raw.astext()])
+
+
 def _use_shared_cache(app: Sphinx, config: Config) -> None:
     if config.shared_execution_cache:
         # Relative to the book, not to wherever the build was started from.
@@ -115,6 +221,8 @@ def setup(app: Sphinx) -> dict:
     app.connect("config-inited", _use_shared_cache, priority=100)
     app.connect("html-page-context", _add_switch)
     app.connect("doctree-read", _join_chinese_lines)
+    # Before Sphinx collects the page's images (priority 500), so the twins are copied.
+    app.connect("doctree-read", _show_twins, priority=400)
     app.add_css_file("editions.css")
     app.connect("builder-inited", _add_static_path)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -96,6 +96,25 @@ WORDS: dict[str, dict[str, Any]] = {
             "中运行。请从头依次运行各单元格：在 Colab 中，第一个单元格会安装 `densenet_edu`。"
             "正文中引用的数字是构建本书时计算得到的；计时结果和随机结果在你的运行中可能不同。*"
         ),
+        # Run before the chapter's own cells: its figures are then drawn in Chinese
+        # (densenet_edu.figure_text), with a Chinese font that Colab lacks.
+        "language_cell": """\
+# 中文版：图中的文字用中文绘制（见 densenet_edu.figure_text）。
+# 这需要一个中文字体；Colab 没有，这里安装 fonts-noto-cjk（约半分钟）。
+import os
+import subprocess
+import sys
+
+os.environ["DENSENET_EDU_LANGUAGE"] = "zh"
+has_chinese_font = subprocess.run(
+    ["fc-list", ":lang=zh"], capture_output=True, text=True
+).stdout.strip()
+if "google.colab" in sys.modules and not has_chinese_font:
+    subprocess.run(
+        "apt-get -qq update && apt-get -qq install -y fonts-noto-cjk",
+        shell=True,
+        stdout=subprocess.DEVNULL,
+    )""",
     },
 }
 
@@ -508,7 +527,11 @@ def intro_markdown(page: Page) -> str:
 
 
 def reader_notebook(notebook: nbformat.NotebookNode, page: Page) -> nbformat.NotebookNode:
-    """The reader's edition of `notebook`: Markdown rendered, code cells unchanged."""
+    """The reader's edition of `notebook`: Markdown rendered, code cells unchanged.
+
+    An edition in another language starts with one code cell of its own, which sets the
+    language figures are drawn in (``language_cell`` of :data:`WORDS`).
+    """
     edition = copy.deepcopy(notebook)
     for cell in edition.cells:
         if cell.cell_type == "markdown":
@@ -519,6 +542,9 @@ def reader_notebook(notebook: nbformat.NotebookNode, page: Page) -> nbformat.Not
     # Fixed ids: an unchanged page gives an unchanged edition (and no diff on its branch).
     intro = nbformat.v4.new_markdown_cell(intro_markdown(page), id="reader-edition")
     edition.cells.insert(0, intro)
+    if "language_cell" in page.book.words:
+        language = nbformat.v4.new_code_cell(page.book.words["language_cell"], id="language")
+        edition.cells.insert(1, language)
     if page.cited:
         references = references_markdown(
             page.cited, page.book.bibliography, page.book.words["references"]

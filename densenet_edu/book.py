@@ -128,10 +128,18 @@ def table(df: Any, fmt: str | dict[str, str] | None = "{:,}") -> Any:
 
 
 def use_book_style() -> None:
-    """Apply the book's one figure style to matplotlib (call once, at the top of a chapter)."""
+    """Apply the book's one figure style to matplotlib (call once, at the top of a chapter).
+
+    Figures are then also drawn in the reader's language when a reader's notebook of another
+    edition asks for it, and with their other-language twins in the book build.
+    """
     import matplotlib.pyplot as plt
 
+    from .figure_text import install_figure_language
+
     plt.rcParams.update(BOOK_STYLE)
+    # The Chinese edition's figure text (see densenet_edu.figure_text).
+    install_figure_language()
 
 
 def show_cli_help(main: Callable[[Sequence[str]], Any]) -> None:

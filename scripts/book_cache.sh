@@ -13,5 +13,11 @@ if [[ -d "$cache" && "$(cat "$stamp" 2>/dev/null)" != "$now" ]]; then
   echo "book: densenet_edu or benchmarks/ changed since the chapters were executed; executing them afresh"
   rm -rf "$cache"
 fi
+# Sphinx re-reads only pages whose source changed, so without a cache it would keep showing the
+# outputs of its last read: its saved environments go with the cache, and every page is read
+# (and executed) again.
+if [[ ! -d "$cache" ]]; then
+  rm -rf _build/.doctrees _build/zh/_build/.doctrees
+fi
 mkdir -p _build
 echo "$now" > "$stamp"

@@ -2,16 +2,17 @@
 # Install the system packages the book and tests need, or say exactly what is missing.
 #   graphviz: `dot`, which torchviz uses to draw autograd graphs
 #   chromium: the headless browser of the book's real-browser test (only with --browser)
-#   fonts-noto-cjk: Chinese glyphs for the Chinese edition's screenshots (only with --browser)
+#   fonts-noto-cjk: Chinese glyphs for the Chinese edition's figures and screenshots
 #   npm: fetches Thebe once for `make live` (only with --live)
 set -euo pipefail
 
 missing=()
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+# Without a Chinese font the Chinese edition's figures (drawn by matplotlib in the build) and
+# its pages in the browser test would show empty boxes.
+[[ -n "$(fc-list :lang=zh 2>/dev/null)" ]] || missing+=(fonts-noto-cjk)
 if [[ "${1:-}" == "--browser" ]]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-  # Without a CJK font the Chinese edition renders as empty boxes in the browser test.
-  [[ -n "$(fc-list :lang=zh 2>/dev/null)" ]] || missing+=(fonts-noto-cjk)
 fi
 if [[ "${1:-}" == "--live" ]]; then
   command -v npm >/dev/null 2>&1 || missing+=(npm)

@@ -55,3 +55,41 @@ def test_cache_goes_when_recorded_results_change(tmp_path):
     (book / "benchmarks" / "results_cpu.json").write_text('{"new": 1}\n')
     _run(book)
     assert not _cached(book)
+
+
+def _read_pages(book: Path) -> None:
+    for doctrees in (
+        book / "_build" / ".doctrees",
+        book / "_build" / "zh" / "_build" / ".doctrees",
+    ):
+        doctrees.mkdir(parents=True, exist_ok=True)
+        (doctrees / "environment.pickle").write_bytes(b"pages as last read")
+
+
+def _pages_kept(book: Path) -> list[bool]:
+    return [
+        (doctrees / "environment.pickle").exists()
+        for doctrees in (
+            book / "_build" / ".doctrees",
+            book / "_build" / "zh" / "_build" / ".doctrees",
+        )
+    ]
+
+
+def test_both_editions_read_every_page_again_when_the_cache_goes(tmp_path):
+    book = _book(tmp_path)
+    _run(book)
+    _execute_chapters(book)
+    _read_pages(book)
+    (book / "densenet_edu" / "model.py").write_text("growth_rate = 12\n")
+    _run(book)
+    assert _pages_kept(book) == [False, False]
+
+
+def test_pages_are_not_read_again_while_the_cache_is_valid(tmp_path):
+    book = _book(tmp_path)
+    _run(book)
+    _execute_chapters(book)
+    _read_pages(book)
+    _run(book)
+    assert _pages_kept(book) == [True, True]

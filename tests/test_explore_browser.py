@@ -5,7 +5,9 @@ Headless Chromium (Debian's package) opens each page that shows one of the figur
 entry of the dropdown) with real mouse clicks, and checks that the figure's data changed, that
 a figure with several sliders shows exactly the precomputed state for the sliders' positions,
 that the console stayed free of errors and that nothing was requested from outside the
-build. A screenshot of each figure goes next to the build, to _build/screenshots/.
+build. Both editions: the Chinese one shows the figures' Chinese twins
+(``densenet_edu.figure_text``), which must work the same. A screenshot of each figure goes
+next to the build, to _build/screenshots/.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from book_build import HTML, chromium, toc_files
+from book_build import EDITIONS, HTML, chromium, html_root, toc_files
 
 pytestmark = [pytest.mark.book, pytest.mark.browser]
 
@@ -42,16 +44,18 @@ SHOWS_GRID_STATE = """i => {
 
 
 @pytest.fixture(scope="module")
-def pages_by_explorer() -> dict[str, str]:
-    """Which built page shows which explorable figure."""
+def pages_by_explorer() -> dict[str, dict[str, str]]:
+    """Which built page of each edition shows which explorable figure."""
     if not HTML.is_dir():
         pytest.fail("the book is not built: run `make book` (make test does it first)")
-    found: dict[str, str] = {}
-    for page in toc_files():
-        path = HTML / f"{page}.html"
-        if path.exists():
-            for name in re.findall(r'"densenet_edu_explorer":\s*"([a-z-]+)"', path.read_text()):
-                found.setdefault(name, page)
+    found: dict[str, dict[str, str]] = {edition: {} for edition in EDITIONS}
+    for edition in EDITIONS:
+        for page in toc_files(edition):
+            path = html_root(edition) / f"{page}.html"
+            if path.exists():
+                text = path.read_text()
+                for name in re.findall(r'"densenet_edu_explorer":\s*"([a-z-]+)"', text):
+                    found[edition].setdefault(name, page)
     return found
 
 
@@ -90,11 +94,20 @@ def figure_index(page, figure) -> int:
     )
 
 
+#: The figure's title, as the reader sees it.
+TITLE = "i => document.querySelectorAll('.plotly-graph-div')[i].layout.title.text || ''"
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+@pytest.mark.parametrize("edition", EDITIONS)
 @pytest.mark.parametrize("name", EXPLORERS)
-def test_explorable_figure_responds_offline_with_a_clean_console(browser, pages_by_explorer, name):
-    if name not in pages_by_explorer:
-        pytest.fail(f"no page of the book shows the {name!r} figure of densenet_edu.explore")
-    path = HTML / f"{pages_by_explorer[name]}.html"
+def test_explorable_figure_responds_offline_with_a_clean_console(
+    browser, pages_by_explorer, name, edition
+):
+    pages = pages_by_explorer[edition]
+    if name not in pages:
+        pytest.fail(f"no page of the {edition} book shows the {name!r} figure")
+    path = html_root(edition) / f"{pages[name]}.html"
     page = browser.new_page()
     problems: list[str] = []
     requests: list[str] = []
@@ -109,6 +122,8 @@ def test_explorable_figure_responds_offline_with_a_clean_console(browser, pages_
         figure = page.locator(".plotly-graph-div").nth(index)
         figure.scroll_into_view_if_needed()
         snapshot = page.evaluate(SNAPSHOT, index)
+        title = page.evaluate(TITLE, index)
+        assert bool(CJK.search(title)) == (edition == "zh"), f"{edition} figure titled {title!r}"
 
         sliders = figure.locator(".slider-rail-touch-rect").count()
         if sliders:
@@ -124,7 +139,8 @@ def test_explorable_figure_responds_offline_with_a_clean_console(browser, pages_
 
         shots = HTML.parent / "screenshots"
         shots.mkdir(parents=True, exist_ok=True)
-        figure.screenshot(path=str(shots / f"explore-{name}.png"))
+        prefix = "" if edition == "en" else f"{edition}__"
+        figure.screenshot(path=str(shots / f"{prefix}explore-{name}.png"))
         assert problems == []
         assert [url for url in requests if not LOCAL.match(url)] == []
         assert any("_static/plotly/plotly.min.js" in url for url in requests)

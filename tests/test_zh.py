@@ -7,6 +7,9 @@ is the same. The others read the built book (`make book`).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import re
 from html import unescape
 from pathlib import Path
@@ -146,3 +149,71 @@ def test_chinese_reader_notebooks_speak_chinese(page):
     assert "/zh/" in intro, "the introduction links to the English page"
     markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "<summary>Solution" not in markdown
+
+
+# --- figures: drawn in Chinese once, in the English build (densenet_edu.figure_text) ---------
+
+_FIGURE_TEXT = re.compile(r"^<(Figure size|figure: )")
+
+
+def _executed(page: str) -> dict:
+    """The English edition's executed notebook of `page` (MyST-NB writes it beside the HTML)."""
+    path = html_root("en").parent / "jupyter_execute" / f"{page}.ipynb"
+    if not path.is_file():
+        pytest.fail(f"no executed notebook at {path}: run `make book`")
+    return json.loads(path.read_text("utf-8"))
+
+
+def _figures(page: str) -> list[tuple[str, dict, dict]]:
+    """(MIME type of the figure, data, metadata) of every figure output of `page`."""
+    found = []
+    for cell in _executed(page)["cells"]:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            plain = "".join(data.get("text/plain", ""))
+            if _FIGURE_TEXT.match(plain):
+                mime = "image/png" if "image/png" in data else "text/html"
+                found.append((mime, data, output.get("metadata", {}).get(mime, {})))
+    return found
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", [p for p in notebooks("en") if "practice" not in p])
+def test_every_figure_has_a_chinese_twin_with_no_english_left(page):
+    from densenet_edu.figure_text import TWIN_KEY, UNTRANSLATED_KEY
+
+    for mime, _, metadata in _figures(page):
+        assert "zh" in metadata.get(TWIN_KEY, {}), f"{page}: a {mime} figure has no Chinese twin"
+        left = metadata.get(UNTRANSLATED_KEY, {}).get("zh", [])
+        assert left == [], f"{page}: figure text not in densenet_edu/figure_text_zh.py: {left}"
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", [p for p in notebooks("en") if "practice" not in p])
+def test_chinese_pages_show_the_chinese_figures_and_english_pages_the_english(page):
+    from densenet_edu.figure_text import TWIN_KEY
+
+    english = built_page(page, "en").read_text("utf-8")
+    chinese = built_page(page, "zh").read_text("utf-8")
+    for mime, data, metadata in _figures(page):
+        if mime == "image/png":
+            en_name = hashlib.sha256(base64.b64decode("".join(data[mime]))).hexdigest()
+            zh_name = hashlib.sha256(base64.b64decode(metadata[TWIN_KEY]["zh"])).hexdigest()
+            assert f"{en_name}.png" in english and f"{en_name}.png" not in chinese
+            assert f"{zh_name}.png" in chinese
+            assert (html_root("zh") / "_images" / f"{zh_name}.png").is_file()
+        else:
+            div = re.search(r'<div id="([^"]+)"', metadata[TWIN_KEY]["zh"]).group(1)
+            assert f'id="{div}"' in chinese and f'id="{div}"' not in english
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", notebooks("zh"))
+def test_chinese_reader_notebooks_draw_figures_in_chinese(page):
+    """One cell of their own, first, sets the figure language; the chapter's code follows."""
+    chinese = nbformat.read(html_root("zh") / "_notebooks" / f"{page}.ipynb", as_version=4)
+    english = nbformat.read(html_root("en") / "_notebooks" / f"{page}.ipynb", as_version=4)
+    code = [c.source for c in chinese.cells if c.cell_type == "code"]
+    assert 'os.environ["DENSENET_EDU_LANGUAGE"] = "zh"' in code[0]
+    assert code[1:] == [c.source for c in english.cells if c.cell_type == "code"]
+    assert all("DENSENET_EDU_LANGUAGE" not in c.source for c in english.cells)

@@ -107,9 +107,33 @@ class _Shown:
     def __init__(self, fig: go.Figure) -> None:
         self.fig = fig
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        title = self.fig.layout.title.text or "an interactive plotly figure"
-        return {"text/html": to_html(self.fig), "text/plain": f"<figure: {title}>"}
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> dict[str, str] | tuple[dict[str, str], dict[str, Any]]:
+        """The figure's HTML, in the reader's language, with the book build's twins."""
+        from ..figure_text import (
+            TWIN_KEY,
+            UNTRANSLATED_KEY,
+            figure_language,
+            plotly_english,
+            translate_plotly,
+            twin_languages,
+        )
+
+        language, twins = figure_language(), twin_languages()
+        fig = translate_plotly(self.fig, language) if language else self.fig
+        title = fig.layout.title.text or "an interactive plotly figure"
+        bundle = {"text/html": to_html(fig), "text/plain": f"<figure: {title}>"}
+        if language or not twins:
+            return bundle
+        metadata: dict[str, Any] = {TWIN_KEY: {}, UNTRANSLATED_KEY: {}}
+        for other in twins:
+            twin = translate_plotly(self.fig, other)
+            metadata[TWIN_KEY][other] = to_html(twin)
+            left = plotly_english(twin)
+            if left:
+                metadata[UNTRANSLATED_KEY][other] = left
+        return bundle, {"text/html": metadata}
 
 
 def show(fig: go.Figure) -> None:
