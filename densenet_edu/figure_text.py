@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EDITIONS_ENV",
     "LANGUAGE_ENV",
+    "LANGUAGE_KEY",
     "LANGUAGES",
     "TWIN_KEY",
     "UNTRANSLATED_KEY",
@@ -57,6 +58,8 @@ LANGUAGE_ENV = "DENSENET_EDU_LANGUAGE"
 TWIN_KEY = "densenet_edu_twins"
 #: Output-metadata key of the texts a twin still shows in English: ``{"zh": [...]}``.
 UNTRANSLATED_KEY = "densenet_edu_untranslated"
+#: Output-metadata key of the language a reader's figure was drawn in (``"zh"``).
+LANGUAGE_KEY = "densenet_edu_language"
 
 Replacement = str | Callable[[re.Match[str]], str]
 #: A text with numbers in it: the pattern, its replacement, and an example it must translate.
@@ -343,7 +346,7 @@ def install_figure_language(shell: Any = None) -> None:
 
     def show(fig: Figure) -> Any:
         if language:
-            return _png(fig, draw, language)[0]
+            return _png(fig, draw, language)[0], {LANGUAGE_KEY: language}
         data = draw(fig)
         if data is None:
             return None

@@ -10,7 +10,7 @@ Each notebook is copied into WORKDIR/<its folder>/ and executed there (the kerne
 directory is the notebook's folder, as in Jupyter), with the kernel of this interpreter. Cells
 tagged ``skip-execution`` are not run: they are the practice pages' skeletons that the learner
 fills in (they raise NotImplementedError until then), and the built book skips them too.
-Prints one JSON line per notebook: {"notebook", "ok", "seconds", "error"}.
+Prints one JSON line per notebook: {"notebook", "ok", "seconds", "error", "figure_languages"}.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 SKIP_TAG = "skip-execution"
+#: Output-metadata key of the language a figure was drawn in (densenet_edu.figure_text).
+LANGUAGE_KEY = "densenet_edu_language"
 
 
 def kernel_prefix() -> str:
@@ -62,13 +64,26 @@ def run(notebook: Path, workdir: Path) -> dict:
         "ok": error is None,
         "seconds": round(time.perf_counter() - start, 1),
         "error": error,
+        # The language each figure was drawn in (densenet_edu.figure_text records it).
+        "figure_languages": [
+            output.get("metadata", {}).get("image/png", {}).get(LANGUAGE_KEY, "en")
+            for cell in nb.cells
+            for output in cell.get("outputs", [])
+            if "image/png" in output.get("data", {})
+        ],
     }
 
 
 def main() -> None:
     workdir = Path(sys.argv[1])
     # Nothing from the book build leaks into the kernel (Colab sets none of these).
-    for name in ("DENSENET_EDU_STATIC_PROGRESS", "PYTHONPATH", "JUPYTER_PATH"):
+    for name in (
+        "DENSENET_EDU_STATIC_PROGRESS",
+        "DENSENET_EDU_EDITIONS",
+        "DENSENET_EDU_LANGUAGE",
+        "PYTHONPATH",
+        "JUPYTER_PATH",
+    ):
         os.environ.pop(name, None)
     prefix = kernel_prefix()
     if Path(prefix).resolve() != Path(sys.prefix).resolve():

@@ -202,7 +202,7 @@ def test_a_chinese_reader_sees_figures_drawn_in_chinese(table, monkeypatch):
     data, metadata = shell.display_formatter.format(fig)
     with ft.drawn_in(fig, "zh"):
         assert data["image/png"] == _png(fig)
-    assert ft.TWIN_KEY not in metadata.get("image/png", {})
+    assert metadata["image/png"] == {ft.LANGUAGE_KEY: "zh"}
     assert ax.get_title() == "Channels per layer"
     plt.close(fig)
 

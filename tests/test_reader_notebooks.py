@@ -193,6 +193,10 @@ def test_leftover_check_finds_myst_outside_code_only():
 
 PAGES = notebooks()
 NOTEBOOKS = HTML / rn.FOLDER
+CHINESE_NOTEBOOKS = HTML / "zh" / rn.FOLDER
+#: Chinese reader's notebooks also run in the fresh environment: one chapter with a figure
+#: shows that their own first cell makes the figures Chinese (the code is the English code).
+CHINESE_RUNS = ["chapters/01_preface"]
 # Independent of the extension: anything here in a Markdown cell is MyST that Jupyter shows raw.
 MYST_ONLY = [
     (r"\{[a-zA-Z][\w:.-]*\}`", "a role such as {glue:text}`...`"),
@@ -328,6 +332,7 @@ def colab_runs(colab_python: Path) -> dict[str, dict]:
     for page in PAGES:
         edition(page)  # fails clearly when the book or an edition is missing
     paths = [NOTEBOOKS / f"{page}.ipynb" for page in PAGES]
+    paths += [CHINESE_NOTEBOOKS / f"{page}.ipynb" for page in CHINESE_RUNS]
     with tempfile.TemporaryDirectory(prefix="colab-run-") as workdir:
         result = subprocess.run(
             [str(colab_python), str(ROOT / "tests" / "reader_notebook_runner.py"), workdir]
@@ -338,7 +343,14 @@ def colab_runs(colab_python: Path) -> dict[str, dict]:
         )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    return {str(Path(run["notebook"]).relative_to(NOTEBOOKS).with_suffix("")): run for run in runs}
+
+    def key(run: dict) -> str:
+        path = Path(run["notebook"])
+        if path.is_relative_to(CHINESE_NOTEBOOKS):
+            return "zh:" + str(path.relative_to(CHINESE_NOTEBOOKS).with_suffix(""))
+        return str(path.relative_to(NOTEBOOKS).with_suffix(""))
+
+    return {key(run): run for run in runs}
 
 
 @pytest.mark.book
@@ -350,3 +362,13 @@ def test_reader_edition_runs_top_to_bottom_in_a_fresh_colab_like_environment(pag
     run = colab_runs.get(page)
     assert run is not None, f"{page} was not run"
     assert run["ok"], f"{page} failed in the fresh environment:\n{run['error']}"
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", CHINESE_RUNS)
+def test_chinese_reader_edition_draws_its_figures_in_chinese(page, colab_runs):
+    run = colab_runs.get(f"zh:{page}")
+    assert run is not None, f"zh:{page} was not run"
+    assert run["ok"], f"zh:{page} failed in the fresh environment:\n{run['error']}"
+    assert run["figure_languages"] and set(run["figure_languages"]) == {"zh"}
+    assert set(colab_runs[page]["figure_languages"]) == {"en"}
