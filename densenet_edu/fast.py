@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from densenet_edu import fast_reading as reading
+from densenet_edu.batch_chunks import run_in_chunks, segments
 from densenet_edu.errors import NotScriptableError
 from densenet_edu.inputs import check_images
 from densenet_edu.onednn import PackedConv2d
@@ -250,6 +251,10 @@ class FastDenseNet(nn.Module):
         # size-changing layer): kept as a plain attribute, not a registered submodule,
         # so the state_dict has no duplicate; the conv is shared, so .to() moves it too.
         self.__dict__["_geometry"] = nn.Sequential(*_geometry(self.features))
+        # The same stages grouped for running a large batch in chunks (plain attribute too).
+        self.__dict__["_segments"] = segments(
+            list(self.features), lambda stage: isinstance(stage, FastDenseBlock)
+        )
         super().train(False)
 
     @property
@@ -263,7 +268,10 @@ class FastDenseNet(nn.Module):
         check_images(x, self._geometry, type(self).__name__, training=False)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out = self.features(x)  # norm5 + ReLU are the last stage
+        if _traced(x):  # a graph sees the stages once, on the whole batch
+            out = self.features(x)  # norm5 + ReLU are the last stage
+        else:  # a large batch runs in chunks that stay in the CPU's cache
+            out = run_in_chunks(self._segments, x)
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)
         return self.classifier(out)
 
@@ -281,6 +289,13 @@ class FastDenseNet(nn.Module):
     def __prepare_scriptable__(self) -> NoReturn:
         # torch.jit.script calls this first: refuse with the routes that work.
         raise NotScriptableError(type(self).__name__)
+
+
+def _traced(x: Tensor) -> bool:
+    """Is ``x`` seen by torch.fx, torch.jit or torch.compile rather than computed?"""
+    if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return True
+    return torch.compiler.is_compiling()
 
 
 def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> FastDenseNet:
