@@ -178,7 +178,14 @@ def bench_eval(
         # The machine's fp32 peak, timed in the same rounds: the same load as the models.
         a, b = (torch.randn(PEAK_N, PEAK_N, device=device) for _ in range(2))
         calls[PEAK] = lambda: a @ b
-        times = time_interleaved(calls, repeats, warmup, device, desc=f"{section} (batch {batch})")
+        times = time_interleaved(
+            calls,
+            repeats,
+            warmup,
+            device,
+            desc=f"{section} (batch {batch})",
+            settle=_settle(device),
+        )
     peak_gflops = 2 * PEAK_N**3 / statistics.median(times.pop(PEAK)) / 1e9
     cfg.peak_gflops = max(cfg.peak_gflops or 0.0, peak_gflops)
     results = _results(section, batch, times)
@@ -192,6 +199,11 @@ def bench_eval(
         Result(section, name, batch, note=f"skipped: {why}") for name, why in skipped.items()
     ]
     return results
+
+
+def _settle(device: torch.device) -> int:
+    """Untimed calls before each timed one: on a CPU, the engines' thread pools need one."""
+    return 1 if device.type == "cpu" else 0
 
 
 def bench_precision(cfg: BenchConfig) -> list[Result]:
@@ -208,7 +220,12 @@ def bench_precision(cfg: BenchConfig) -> list[Result]:
         agree = {name: agreement(run(x), reference) for name, run in runs.items()}
         calls = {name: (lambda run=run: run(x)) for name, run in runs.items()}
         times = time_interleaved(
-            calls, cfg.throughput_repeats, cfg.throughput_warmup, device, desc="precision"
+            calls,
+            cfg.throughput_repeats,
+            cfg.throughput_warmup,
+            device,
+            desc="precision",
+            settle=_settle(device),
         )
     results = _results("precision", len(x), times, reference="torchvision eager float32")
     for r in results:

@@ -92,7 +92,8 @@ def onnxruntime_runner(onnx_path: Callable[[], Path]) -> Runner:
     _require("onnxruntime")
     from densenet_edu.deploy import onnxruntime_session
 
-    session = onnxruntime_session(onnx_path())
+    # Sleeping idle threads: spinning ones would slow the contender timed next.
+    session = onnxruntime_session(onnx_path(), spinning=False)
     return _numpy_input(lambda x: session.run(None, {"images": x})[0])
 
 

@@ -230,6 +230,7 @@ def time_interleaved(
     warmup: int,
     device: torch.device | str = "cpu",
     desc: str = "",
+    settle: int = 0,
 ) -> dict[str, list[float]]:
     """Seconds per call of each contender, running them in turn: A, B, C, then B, C, A, ...
 
@@ -239,11 +240,19 @@ def time_interleaved(
     spell, and rotating the order each round spreads position effects too (on CPU we
     measured the first contender of a round running up to 10% slower than the others).
 
+    ``settle`` untimed calls of a contender come right before each of its timed calls:
+    engines with their own thread pools leave threads spinning or waking up after a run,
+    and on a CPU with few cores those threads slow whatever runs next (the fast model
+    timed right after ONNX Runtime with its default spinning took 104-115 ms instead of
+    43-54 ms at batch 1); the settling call absorbs that hand-over.
+
     Returns every timed call; summarise each list with its **median** (:func:`medians`),
     which one disturbed call cannot drag along, unlike the mean.
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    if repeats < 1 or warmup < 0 or settle < 0:
+        raise ValueError(
+            f"need repeats >= 1, warmup >= 0 and settle >= 0, got {repeats}, {warmup}, {settle}"
+        )
     device = torch.device(device)
     times: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
@@ -252,6 +261,8 @@ def time_interleaved(
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             fn = contenders[name]
+            for _ in range(settle if r >= warmup else 0):
+                fn()
             _sync(device)
             start = time.perf_counter()
             fn()

@@ -131,7 +131,7 @@ def _int8_runner(onnx_path: Path, calibration: Tensor) -> Callable[[Tensor], Any
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
     )
-    session = onnxruntime_session(int8_path)
+    session = onnxruntime_session(int8_path, spinning=False)  # as the float32 contender
     return _numpy_input(lambda x: session.run(None, {"images": x})[0])
 
 

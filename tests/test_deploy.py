@@ -64,6 +64,19 @@ def test_exported_file_computes_the_model_for_any_batch_size(exported, batch):
 
 
 @needs_onnx
+@pytest.mark.parametrize("spinning", [True, False])
+def test_a_session_can_let_its_idle_threads_sleep_and_computes_the_same(exported, spinning):
+    model, path = exported
+    session = deploy.onnxruntime_session(path, spinning=spinning)
+    entry = session.get_session_options().get_session_config_entry
+    if not spinning:
+        assert entry("session.intra_op.allow_spinning") == "0"
+    x = torch.randn(2, 3, 32, 32)
+    got = torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+    assert relative_error(got, model(x)) < 1e-4
+
+
+@needs_onnx
 def test_exported_file_declares_a_symbolic_batch_and_the_chosen_opset(exported):
     import onnx
 

@@ -165,6 +165,27 @@ def test_interleaved_timing_alternates_rotates_and_skips_warmup():
     assert {name: len(t) for name, t in times.items()} == {"a": 2, "b": 2, "c": 2}
 
 
+def test_settling_calls_run_untimed_right_before_each_timed_call():
+    calls: list[str] = []
+
+    def contender(name):
+        def call():
+            calls.append(name)
+
+        return call
+
+    contenders = {name: contender(name) for name in "ab"}
+    times = measure.time_interleaved(contenders, repeats=2, warmup=1, settle=1)
+    # Warm-up round: once each; timed rounds: each contender twice in a row (settle, timed).
+    assert calls == list("ab" + "bbaa" + "aabb")
+    assert {name: len(t) for name, t in times.items()} == {"a": 2, "b": 2}
+
+
+def test_timing_rejects_a_negative_settle():
+    with pytest.raises(ValueError, match="settle"):
+        measure.time_interleaved({"a": lambda: None}, repeats=1, warmup=0, settle=-1)
+
+
 def test_medians_are_the_middle_values_not_the_means():
     assert measure.medians({"a": [1.0, 9.0, 2.0], "b": [4.0, 2.0]}) == {"a": 2.0, "b": 3.0}
 
