@@ -181,6 +181,25 @@ def test_run_live_edits_and_runs_a_cell_on_a_local_kernel():
                 cell.evaluate("c => { c.scrollIntoView({block: 'start'}); scrollBy(0, -100); }")
                 SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(SCREENSHOT))
+
+                # The Chinese edition's page asks the kernel for Chinese figure text.
+                page.goto(f"{book}/zh/{PAGE}.html", wait_until="load")
+                page.get_by_role("button", name="Run live").click()
+                page.wait_for_function(
+                    "() => ['ready', 'failed'].includes(document.documentElement.dataset.live)",
+                    timeout=60_000,
+                )
+                assert page.evaluate("document.documentElement.dataset.live") == "ready"
+                cell = page.locator("div.cell:has(.thebe-cell)").first
+                cell.locator(".CodeMirror").click()
+                page.keyboard.press("Control+A")
+                page.keyboard.insert_text(
+                    'import os\nprint("figures in", os.environ.get("DENSENET_EDU_LANGUAGE"))'
+                )
+                cell.locator("button.thebe-run-button").click()
+                playwright_api.expect(cell.locator(".cell_output")).to_contain_text(
+                    "figures in zh", timeout=60_000
+                )
             finally:
                 context.close()
         assert outside == [], f"requests outside 127.0.0.1: {outside}"

@@ -130,6 +130,14 @@
         },
       });
       if (!session) throw new Error("the server gave no kernel");
+      // The Chinese edition draws its figures in Chinese (densenet_edu.figure_text), as its
+      // reader's notebooks do; the page's language says which edition this is.
+      if ((document.documentElement.lang || "").startsWith("zh") && session.kernel) {
+        await session.kernel.requestExecute({
+          code: 'import os\nos.environ["DENSENET_EDU_LANGUAGE"] = "zh"',
+          silent: true,
+        }).done;
+      }
       button.textContent = "Live";
       button.title = "The code cells run on your local kernel (shift-enter or 'run')";
       setState("ready", "Kernel ready: edit a cell, then shift-enter or 'run'");
