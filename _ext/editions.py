@@ -96,7 +96,7 @@ def _join_chinese_lines(app: Sphinx, doctree: nodes.document) -> None:
 #: Output-metadata key of a figure's twins (``densenet_edu.figure_text.TWIN_KEY``).
 TWIN_KEY = "densenet_edu_twins"
 #: What the figures' text/plain says: a matplotlib figure, an explorable plotly figure.
-_FIGURE_TEXT = re.compile(r"^<(Figure size|figure: )")
+FIGURE_TEXT = re.compile(r"^<(Figure size|figure: )")
 
 
 def edition_language(language: str | None) -> str:
@@ -120,7 +120,7 @@ def twins_of(notebook: dict, language: str) -> tuple[dict[str, bytes], dict[str,
     for cell in notebook.get("cells", []):
         for output in cell.get("outputs", []):
             data, metadata = output.get("data", {}), output.get("metadata", {})
-            is_figure = bool(_FIGURE_TEXT.match(_text(data.get("text/plain", ""))))
+            is_figure = bool(FIGURE_TEXT.match(_text(data.get("text/plain", ""))))
             found = False
             for mime in ("image/png", "text/html"):
                 twin = metadata.get(mime, {}).get(TWIN_KEY, {}).get(language)

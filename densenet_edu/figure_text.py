@@ -84,14 +84,18 @@ CJK_FONTS = (
 _LINE_BREAK = re.compile(r"(\n|<br>)")
 
 
+def _table(language: str) -> tuple[dict[str, str], list[Pattern]]:
+    if language not in _TABLES:
+        raise ValueError(f"no figure translations for language {language!r}; have {LANGUAGES}")
+    return _TABLES[language]
+
+
 def translate(text: str, language: str) -> str:
     """`text` in `language`, from the table: the whole text, else line by line, else a pattern.
 
     Text the table does not know is returned unchanged (numbers, names, code).
     """
-    if language not in _TABLES:
-        raise ValueError(f"no figure translations for language {language!r}; have {LANGUAGES}")
-    exact, patterns = _TABLES[language]
+    exact, patterns = _table(language)
     core = text.strip()
     if not core:
         return text
@@ -191,8 +195,7 @@ def drawn_in(fig: Figure, language: str) -> Iterator[list[str]]:
     import matplotlib as mpl
     from matplotlib.text import Text
 
-    if language not in _TABLES:
-        raise ValueError(f"no figure translations for language {language!r}; have {LANGUAGES}")
+    _table(language)  # an unknown language fails here, before the figure is touched
     texts = [(text, text.get_text(), text.get_fontfamily()) for text in fig.findobj(Text)]
     tickers = [
         ticker

@@ -57,23 +57,19 @@ def test_cache_goes_when_recorded_results_change(tmp_path):
     assert not _cached(book)
 
 
+def _saved_environments(book: Path) -> list[Path]:
+    """Where Sphinx saves what it read, for the English and the Chinese edition."""
+    return [book / "_build" / ".doctrees", book / "_build" / "zh" / "_build" / ".doctrees"]
+
+
 def _read_pages(book: Path) -> None:
-    for doctrees in (
-        book / "_build" / ".doctrees",
-        book / "_build" / "zh" / "_build" / ".doctrees",
-    ):
+    for doctrees in _saved_environments(book):
         doctrees.mkdir(parents=True, exist_ok=True)
         (doctrees / "environment.pickle").write_bytes(b"pages as last read")
 
 
 def _pages_kept(book: Path) -> list[bool]:
-    return [
-        (doctrees / "environment.pickle").exists()
-        for doctrees in (
-            book / "_build" / ".doctrees",
-            book / "_build" / "zh" / "_build" / ".doctrees",
-        )
-    ]
+    return [(d / "environment.pickle").exists() for d in _saved_environments(book)]
 
 
 def test_both_editions_read_every_page_again_when_the_cache_goes(tmp_path):

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import re
+import sys
 from html import unescape
 from pathlib import Path
 
@@ -153,7 +154,8 @@ def test_chinese_reader_notebooks_speak_chinese(page):
 
 # --- figures: drawn in Chinese once, in the English build (densenet_edu.figure_text) ---------
 
-_FIGURE_TEXT = re.compile(r"^<(Figure size|figure: )")
+sys.path.insert(0, str(book_root("en") / "_ext"))
+from editions import FIGURE_TEXT  # noqa: E402 - what a figure output's text/plain says
 
 
 def _executed(page: str) -> dict:
@@ -171,7 +173,7 @@ def _figures(page: str) -> list[tuple[str, dict, dict]]:
         for output in cell.get("outputs", []):
             data = output.get("data", {})
             plain = "".join(data.get("text/plain", ""))
-            if _FIGURE_TEXT.match(plain):
+            if FIGURE_TEXT.match(plain):
                 mime = "image/png" if "image/png" in data else "text/html"
                 found.append((mime, data, output.get("metadata", {}).get(mime, {})))
     return found
