@@ -12,8 +12,11 @@ into a :class:`FastDenseNet` that computes the same function in eval mode with l
        b' = beta - gamma * mean / sqrt(var + eps)
 
    so one pass over the feature map disappears. A BatchNorm that *precedes* a convolution
-   with a ReLU in between (``norm1``, a transition's ``norm``, ``norm5``) cannot be folded;
-   it stays, as a precomputed per-channel scale and shift.
+   with a ReLU in between (``norm1``, a transition's ``norm``) cannot be folded whole, but
+   when that convolution is 1x1 its scale and shift can: ``relu(s * x + t)`` is
+   ``s * clamp(x, lo, hi) + t``, and only the clamp stays (:mod:`densenet_edu.preactivation`).
+   ``norm5`` and the ``norm1`` of a DenseNet without bottlenecks (before a 3x3 convolution,
+   whose zero padding the fold would break) stay a precomputed per-channel scale and shift.
 2. **A preallocated block buffer.** Eq. 2 of the paper, ``x_l = H_l([x_0, ..., x_{l-1}])``,
    is usually written with ``torch.cat``, which copies every earlier feature map again for
    every layer: quadratic in depth. Here each block allocates one tensor of its final width;
@@ -23,7 +26,10 @@ into a :class:`FastDenseNet` that computes the same function in eval mode with l
 3. **Pool before the transition's 1x1 convolution.** A 1x1 convolution and a 2x2 average
    pool are both linear and act on different axes (channels vs pixels), so they commute:
    pooling first runs the convolution on a quarter of the pixels.
-4. **channels_last** memory format by default, which oneDNN's CPU convolutions prefer.
+4. **channels_last** memory format by default, which oneDNN's CPU convolutions prefer,
+   and in which a 1x1 convolution is one matrix product over the pixels
+   (:class:`~densenet_edu.matmul_conv.MatmulConv1x1`); the 3x3 and the stem's 7x7
+   convolutions call oneDNN with prepacked weights (:class:`~densenet_edu.onednn.PackedConv2d`).
 
 The fast model is for inference only: it has no BatchNorm statistics to update and no
 dropout. It may still sit in a container that is switched to training mode
@@ -49,7 +55,14 @@ from densenet_edu import fast_reading as reading
 from densenet_edu.batch_chunks import run_in_chunks, segments
 from densenet_edu.errors import NotScriptableError
 from densenet_edu.inputs import check_images
+from densenet_edu.matmul_conv import MatmulConv1x1
 from densenet_edu.onednn import PackedConv2d
+from densenet_edu.preactivation import (
+    ScaleShiftReLU,
+    can_fold_preactivation,
+    pool_keeps_constants,
+    preactivation_before,
+)
 
 __all__ = ["FastDenseBlock", "FastDenseNet", "fold_batchnorm", "optimize_for_inference"]
 
@@ -95,60 +108,45 @@ def fold_batchnorm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
     return folded
 
 
-class _ScaleShiftReLU(nn.Module):
-    """``relu(x * scale + shift)`` per channel: an eval-mode BatchNorm followed by a ReLU.
-
-    Shapes: (N, C, H, W) -> (N, C, H, W); ``scale``, ``shift``: (1, C, 1, 1).
-    """
-
-    def __init__(self, norm: nn.BatchNorm2d) -> None:
-        super().__init__()
-        act = getattr(norm, "act", None)  # timm's BatchNormAct2d applies its own activation
-        if act is not None and not isinstance(act, nn.ReLU):
-            raise TypeError(
-                f"optimize_for_inference cannot convert a BatchNorm exactly: it applies "
-                f"{type(act).__name__}, and the fast model assumes ReLU"
-            )
-        scale, shift = reading.bn_scale_shift(norm)
-        dtype = norm.running_mean.dtype
-        # Shaped (1, C, 1, 1) to broadcast over (N, C, H, W) in any memory format.
-        self.register_buffer("scale", scale.to(dtype).view(1, -1, 1, 1))
-        self.register_buffer("shift", shift.to(dtype).view(1, -1, 1, 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        # addcmul is one vectorised pass that also reads a strided view of the block
-        # buffer efficiently (F.batch_norm was slower on such views in our measurements).
-        return F.relu_(torch.addcmul(self.shift, x, self.scale))
-
-
 class _FastDenseLayer(nn.Module):
-    """One dense layer H_l, eval only: scale-shift-ReLU, conv1 (+ folded norm2 + ReLU), conv2.
+    """One dense layer H_l, eval only: pre-activation, conv1 (+ folded norm2 + ReLU), conv2.
 
-    The convolutions are :class:`~densenet_edu.onednn.PackedConv2d`: weights reordered
-    once for oneDNN, the ReLU after the bottleneck fused into its convolution.
+    With a bottleneck, norm1 + ReLU fold into the 1x1 conv1 and leave a clamp
+    (:mod:`densenet_edu.preactivation`); conv1 runs as one matrix product
+    (:class:`~densenet_edu.matmul_conv.MatmulConv1x1`) and conv2 through oneDNN with
+    prepacked weights (:class:`~densenet_edu.onednn.PackedConv2d`). Without a bottleneck
+    (a 3x3 conv1 sees padding, so the fold would be wrong at the border) norm1 + ReLU
+    stay a scale-shift-ReLU pass.
 
     Shapes: reads (N, c_l, H, W), returns its k new maps (N, k, H, W).
     """
 
     def __init__(self, layer: nn.Module) -> None:
         super().__init__()
-        self.norm_relu1 = _ScaleShiftReLU(layer.norm1)
         self.in_channels = layer.norm1.num_features
+        self.conv2: nn.Module | None = None
         if hasattr(layer, "norm2"):
             reading.fused_activation(layer.norm2, "a dense layer's norm2")
-            self.conv1 = PackedConv2d(fold_batchnorm(layer.conv1, layer.norm2), relu=True)
-            self.conv2: nn.Conv2d | None = PackedConv2d(layer.conv2)
+            conv1 = fold_batchnorm(layer.conv1, layer.norm2)
+            self.preactivation, conv1 = preactivation_before(layer.norm1, conv1)
+            self.conv1 = _conv(conv1, relu=True)
+            self.conv2 = PackedConv2d(layer.conv2)
             self.growth_rate = layer.conv2.out_channels
         else:  # plain DenseNet (no bottleneck): BN-ReLU-3x3 conv only
+            self.preactivation = ScaleShiftReLU(layer.norm1)
             self.conv1 = PackedConv2d(layer.conv1)
-            self.conv2 = None
             self.growth_rate = layer.conv1.out_channels
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv1(self.norm_relu1(x))  # conv1 applies the ReLU of norm2 itself
+        out = self.conv1(self.preactivation(x))  # conv1 applies the ReLU of norm2 itself
         if self.conv2 is not None:
             out = self.conv2(out)
         return out
+
+
+def _conv(conv: nn.Conv2d, relu: bool = False) -> nn.Conv2d:
+    """The fastest exact CPU route for ``conv``: a matrix product for 1x1, else oneDNN."""
+    return MatmulConv1x1(conv, relu) if can_fold_preactivation(conv) else PackedConv2d(conv, relu)
 
 
 def _block_buffer(x: Tensor, channels: int, channels_last: bool) -> Tensor:
@@ -217,17 +215,23 @@ class FastDenseBlock(nn.Module):
 class _FastTransition(nn.Module):
     """BN-ReLU, then the 2x2 average pool *before* the 1x1 conv (they commute; 4x fewer pixels).
 
+    norm + ReLU fold into the 1x1 convolution through the pool (the pool is linear and
+    keeps a constant channel constant), leaving a clamp before the pool.
+
     Shapes: (N, C, H, W) -> (N, floor(theta * C), H // 2, W // 2).
     """
 
     def __init__(self, transition: nn.Module) -> None:
         super().__init__()
-        self.norm_relu = _ScaleShiftReLU(transition.norm)
-        self.conv = PackedConv2d(transition.conv)
         self.pool = copy.deepcopy(transition.pool)
+        if pool_keeps_constants(self.pool):
+            self.preactivation, conv = preactivation_before(transition.norm, transition.conv)
+        else:
+            self.preactivation, conv = ScaleShiftReLU(transition.norm), transition.conv
+        self.conv = _conv(conv)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(self.pool(self.norm_relu(x)))
+        return self.conv(self.pool(self.preactivation(x)))
 
 
 class FastDenseNet(nn.Module):
@@ -363,7 +367,7 @@ def _fast_stages(features: nn.Sequential, channels_last: bool) -> list[nn.Module
         elif reading.is_transition(module):
             stages.append(_FastTransition(module))
         elif isinstance(module, nn.BatchNorm2d):  # norm5: BN-ReLU before pooling
-            stages.append(_ScaleShiftReLU(module))
+            stages.append(ScaleShiftReLU(module))
         elif isinstance(module, nn.Conv2d):  # the CIFAR stem: one convolution, no norm
             stages.append(PackedConv2d(module))
         elif isinstance(module, (nn.ReLU, nn.MaxPool2d, nn.Identity)):
@@ -374,7 +378,7 @@ def _fast_stages(features: nn.Sequential, channels_last: bool) -> list[nn.Module
                 f"({type(module).__name__}) exactly"
             )
         i += 1
-    if not isinstance(stages[-1], _ScaleShiftReLU):
+    if not isinstance(stages[-1], ScaleShiftReLU):
         raise TypeError("expected the DenseNet's features to end with a BatchNorm (norm5)")
     return stages
 

@@ -23,10 +23,30 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PackedConv2d"]
+__all__ = ["PackedConv2d", "direct_call_allowed"]
 
 # Packed weights kept per module: one per input shape seen, a few shapes at most.
 _MAX_SHAPES = 4
+
+
+def direct_call_allowed(x: Tensor, weight: Tensor) -> bool:
+    """May a convolution of ``x`` skip ``F.conv2d`` for a CPU kernel (same result, no graph
+    or autograd needed)? Checked on every call, cheapest test first."""
+    if isinstance(x, torch.fx.Proxy):
+        return False
+    if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
+        return False
+    if x.dim() != 4:
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return False
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return False
+    return True
+
+
+# Decided once: the build's oneDNN support does not change while the process runs.
+_MKLDNN = torch.backends.mkldnn.is_available()
 
 
 class PackedConv2d(nn.Conv2d):
@@ -59,17 +79,23 @@ class PackedConv2d(nn.Conv2d):
             if conv.bias is not None:
                 self.bias.copy_(conv.bias)
         self.relu = relu
+        self._packable = (
+            _MKLDNN and self.padding_mode == "zeros" and not isinstance(self.padding, str)
+        )
         self._packed: dict[tuple[Any, ...], Tensor] = {}
+        # Padding, stride and dilation as the lists the oneDNN ops take, built once.
+        self._geometry = (list(self.padding), list(self.stride), list(self.dilation))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self._direct(x):
+        if self._packable and direct_call_allowed(x, self.weight):
+            padding, stride, dilation = self._geometry
             return torch.ops.mkldnn._convolution_pointwise(
                 x,
                 self._packed_weight(x),
                 self.bias,
-                list(self.padding),
-                list(self.stride),
-                list(self.dilation),
+                padding,
+                stride,
+                dilation,
                 self.groups,
                 "relu" if self.relu else "none",
                 [],
@@ -78,40 +104,19 @@ class PackedConv2d(nn.Conv2d):
         out = super().forward(x)
         return F.relu(out, inplace=True) if self.relu else out
 
-    def _direct(self, x: Tensor) -> bool:
-        """May this call go straight to oneDNN (same result, no graph or autograd needed)?"""
-        if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing():
-            return False
-        if torch.jit.is_scripting() or torch.compiler.is_compiling():
-            return False
-        return (
-            torch.backends.mkldnn.is_available()
-            and x.device.type == "cpu"
-            and x.dtype == torch.float32
-            and self.weight.dtype == torch.float32
-            and x.dim() == 4
-            and self.padding_mode == "zeros"
-            and not isinstance(self.padding, str)
-            and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
-        )
-
     def _packed_weight(self, x: Tensor) -> Tensor:
         # The version counter changes with every in-place write (load_state_dict, copy_),
         # so edited weights are repacked. Tensors made under torch.inference_mode have no
         # counter; they cannot be written outside it.
         version = 0 if self.weight.is_inference() else self.weight._version
-        key = (tuple(x.shape), self.weight.data_ptr(), version)
+        key = (x.shape, self.weight.data_ptr(), version)
         packed = self._packed.get(key)
         if packed is None:
             if len(self._packed) >= _MAX_SHAPES:
                 self._packed.clear()
+            padding, stride, dilation = self._geometry
             packed = torch.ops.mkldnn._reorder_convolution_weight(
-                self.weight.detach(),
-                list(self.padding),
-                list(self.stride),
-                list(self.dilation),
-                self.groups,
-                list(x.shape),
+                self.weight.detach(), padding, stride, dilation, self.groups, list(x.shape)
             )
             self._packed[key] = packed
         return packed

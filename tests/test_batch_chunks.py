@@ -36,7 +36,7 @@ def test_segments_are_the_blocks_with_the_stem_before_the_first_and_transitions_
         ["PackedConv2d", "MaxPool2d", "FastDenseBlock", "_FastTransition"],
         ["FastDenseBlock", "_FastTransition"],
         ["FastDenseBlock", "_FastTransition"],
-        ["FastDenseBlock", "_ScaleShiftReLU"],
+        ["FastDenseBlock", "ScaleShiftReLU"],
     ]
     assert [s.channels for s in fast121._segments] == [256, 512, 1024, 1024]
 

@@ -148,6 +148,21 @@ def test_fast_cifar_densenet_matches_the_model(batch, kwargs):
         assert relative_error(optimize_for_inference(model)(x), model(x)) < 1e-4
 
 
+def test_negative_and_zero_batchnorm_scales_are_converted_exactly():
+    # Trained networks have some negative (and pruned, zero) gammas; the pre-activation
+    # fold clamps those channels from above, or makes them constants.
+    model = randomize_batchnorm(de.densenet_cifar(depth=40, growth_rate=12))
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                sign = torch.randint(0, 3, (m.num_features,), generator=g).float() - 1
+                m.weight.mul_(sign)  # each gamma negative, zero or positive
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert relative_error(optimize_for_inference(model)(x), model(x)) < 1e-4
+
+
 def test_source_model_is_left_unchanged():
     model = randomize_batchnorm(de.densenet_cifar(depth=22))
     before = {k: v.clone() for k, v in model.state_dict().items()}
