@@ -34,7 +34,7 @@ setup-live: $(STAMP)
 # Progress bars print one final line in the static pages (densenet_edu/progress.py).
 # Two editions: English into _build/html/, Chinese (zh/) into _build/html/zh/. The Chinese
 # chapters' code is the English chapters' code, so their outputs come from the shared
-# execution cache (scripts/book_cache.sh empties it when densenet_edu or benchmarks/ change).
+# execution cache (scripts/book_cache.sh empties it when densenet_edu or benchmarks/*.json change).
 book: setup
 	@bash scripts/book_cache.sh
 	DENSENET_EDU_STATIC_PROGRESS=1 DENSENET_EDU_EDITIONS=zh $(BIN)/jupyter-book build $(BOOK_FLAGS) .

@@ -7,10 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=_build/.jupyter_cache
 stamp=_build/.jupyter_cache.package-sha256
-now=$(find densenet_edu benchmarks -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \
+now=$(find densenet_edu benchmarks -type f ! -path '*/__pycache__/*' ! -name '*.pyc' \
+  \( -path 'densenet_edu/*' -o -name '*.json' \) -print0 \
   | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
 if [[ -d "$cache" && "$(cat "$stamp" 2>/dev/null)" != "$now" ]]; then
-  echo "book: densenet_edu or benchmarks/ changed since the chapters were executed; executing them afresh"
+  echo "book: densenet_edu or benchmarks/*.json changed since the chapters were executed; executing them afresh"
   rm -rf "$cache"
 fi
 # Sphinx re-reads only pages whose source changed, so without a cache it would keep showing the

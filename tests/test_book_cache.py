@@ -57,6 +57,17 @@ def test_cache_goes_when_recorded_results_change(tmp_path):
     assert not _cached(book)
 
 
+def test_cache_survives_an_edit_of_the_benchmarks_prose(tmp_path):
+    # Chapters read the recorded results (*.json), not benchmarks/README.md.
+    book = _book(tmp_path)
+    (book / "benchmarks" / "README.md").write_text("# Benchmarks\n")
+    _run(book)
+    _execute_chapters(book)
+    (book / "benchmarks" / "README.md").write_text("# Benchmarks, explained\n")
+    _run(book)
+    assert _cached(book)
+
+
 def _saved_environments(book: Path) -> list[Path]:
     """Where Sphinx saves what it read, for the English and the Chinese edition."""
     return [book / "_build" / ".doctrees", book / "_build" / "zh" / "_build" / ".doctrees"]
