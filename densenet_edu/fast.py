@@ -55,11 +55,10 @@ from densenet_edu import fast_reading as reading
 from densenet_edu.batch_chunks import run_in_chunks, segments
 from densenet_edu.errors import NotScriptableError
 from densenet_edu.inputs import check_images
-from densenet_edu.matmul_conv import MatmulConv1x1
+from densenet_edu.matmul_conv import MatmulConv1x1, is_pointwise
 from densenet_edu.onednn import PackedConv2d
 from densenet_edu.preactivation import (
     ScaleShiftReLU,
-    can_fold_preactivation,
     pool_keeps_constants,
     preactivation_before,
 )
@@ -146,7 +145,7 @@ class _FastDenseLayer(nn.Module):
 
 def _conv(conv: nn.Conv2d, relu: bool = False) -> nn.Conv2d:
     """The fastest exact CPU route for ``conv``: a matrix product for 1x1, else oneDNN."""
-    return MatmulConv1x1(conv, relu) if can_fold_preactivation(conv) else PackedConv2d(conv, relu)
+    return MatmulConv1x1(conv, relu) if is_pointwise(conv) else PackedConv2d(conv, relu)
 
 
 def _block_buffer(x: Tensor, channels: int, channels_last: bool) -> Tensor:

@@ -21,7 +21,18 @@ from torch import Tensor, nn
 
 from densenet_edu.onednn import direct_call_allowed
 
-__all__ = ["MatmulConv1x1"]
+__all__ = ["MatmulConv1x1", "is_pointwise"]
+
+
+def is_pointwise(conv: nn.Module) -> bool:
+    """Is ``conv`` a 1x1 convolution that sees exactly one input pixel per output pixel?"""
+    return (
+        isinstance(conv, nn.Conv2d)
+        and tuple(conv.kernel_size) == (1, 1)
+        and tuple(conv.stride) == (1, 1)
+        and tuple(conv.padding) == (0, 0)
+        and conv.groups == 1
+    )
 
 
 class MatmulConv1x1(nn.Conv2d):
@@ -35,10 +46,11 @@ class MatmulConv1x1(nn.Conv2d):
     """
 
     def __init__(self, conv: nn.Conv2d, relu: bool = False) -> None:
-        if tuple(conv.kernel_size) != (1, 1) or tuple(conv.stride) != (1, 1) or conv.groups != 1:
-            raise ValueError(f"MatmulConv1x1 needs a 1x1 convolution with stride 1, got {conv}")
-        if tuple(conv.padding) != (0, 0):
-            raise ValueError(f"MatmulConv1x1 needs a convolution without padding, got {conv}")
+        if not is_pointwise(conv):
+            raise ValueError(
+                "MatmulConv1x1 needs a 1x1 convolution with stride 1 and one group, without "
+                f"padding; got {conv}"
+            )
         super().__init__(
             conv.in_channels, conv.out_channels, 1, bias=conv.bias is not None,
             device=conv.weight.device, dtype=conv.weight.dtype,

@@ -19,10 +19,9 @@ then absorbs the rest::
 
     W @ (s * z + t) + b = (W * s) @ z + (b + W @ t)
 
-One pass over the feature maps remains, the clamp, where BatchNorm + ReLU took two (or
-one pass and a separate convolution with an extra multiply). A channel with ``s == 0``
-(or whose threshold is beyond float32's range) is the constant ``relu(t)``: its weights
-become zero and the constant moves into the bias.
+One pass over the feature maps remains, the clamp, where BatchNorm + ReLU took two. A
+channel with ``s == 0`` (or whose threshold is beyond float32's range) is the constant
+``relu(t)``: its weights become zero and the constant moves into the bias.
 
 The same holds through a 2x2 average pool between the clamp and the convolution (a
 transition): the pool is linear and maps a constant channel to itself.
@@ -35,11 +34,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from densenet_edu import fast_reading as reading
+from densenet_edu.matmul_conv import is_pointwise
 
 __all__ = [
     "PreActivationClamp",
     "ScaleShiftReLU",
-    "can_fold_preactivation",
     "fold_preactivation",
     "pool_keeps_constants",
     "preactivation_before",
@@ -65,17 +64,6 @@ class PreActivationClamp(nn.Module):
         return f"{self.lo.shape[1]} channels"
 
 
-def can_fold_preactivation(conv: nn.Conv2d) -> bool:
-    """Is ``conv`` a 1x1 convolution that sees one input pixel per output pixel?"""
-    return (
-        isinstance(conv, nn.Conv2d)
-        and tuple(conv.kernel_size) == (1, 1)
-        and tuple(conv.stride) == (1, 1)
-        and tuple(conv.padding) in ((0, 0),)
-        and conv.groups == 1
-    )
-
-
 def fold_preactivation(
     norm: nn.BatchNorm2d, conv: nn.Conv2d
 ) -> tuple[PreActivationClamp, nn.Conv2d]:
@@ -86,7 +74,7 @@ def fold_preactivation(
 
     Shapes: ``norm`` has C channels, ``conv`` maps (N, C, H, W) -> (N, C_out, H, W).
     """
-    if not can_fold_preactivation(conv):
+    if not is_pointwise(conv):
         raise ValueError(f"fold_preactivation needs a 1x1 convolution without padding, got {conv}")
     if norm.num_features != conv.in_channels:
         raise ValueError(
@@ -154,7 +142,7 @@ class ScaleShiftReLU(nn.Module):
 def preactivation_before(norm: nn.BatchNorm2d, conv: nn.Conv2d) -> tuple[nn.Module, nn.Conv2d]:
     """``norm`` + ReLU before ``conv``: folded into ``conv`` when it is 1x1 (a clamp is left),
     else a scale-shift-ReLU pass and ``conv`` unchanged. Returns (pre-activation, conv)."""
-    if can_fold_preactivation(conv):
+    if is_pointwise(conv):
         ScaleShiftReLU.check_activation(norm)
         return fold_preactivation(norm, conv)
     return ScaleShiftReLU(norm), conv

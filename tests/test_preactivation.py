@@ -6,11 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from densenet_edu.preactivation import (
-    PreActivationClamp,
-    can_fold_preactivation,
-    fold_preactivation,
-)
+from densenet_edu.matmul_conv import is_pointwise
+from densenet_edu.preactivation import PreActivationClamp, fold_preactivation
 
 
 def batchnorm(gamma: list[float], beta: list[float]) -> nn.BatchNorm2d:
@@ -103,7 +100,7 @@ def test_the_clamp_of_a_buffer_view_is_dense_and_channels_last():
     ids=["3x3", "strided", "grouped"],
 )
 def test_only_a_plain_one_by_one_convolution_is_folded(conv):
-    assert not can_fold_preactivation(conv)
+    assert not is_pointwise(conv)
     with pytest.raises(ValueError, match="1x1 convolution"):
         fold_preactivation(batchnorm([1.0] * 4, [0.0] * 4), conv)
 
