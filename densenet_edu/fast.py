@@ -26,10 +26,11 @@ into a :class:`FastDenseNet` that computes the same function in eval mode with l
 3. **Pool before the transition's 1x1 convolution.** A 1x1 convolution and a 2x2 average
    pool are both linear and act on different axes (channels vs pixels), so they commute:
    pooling first runs the convolution on a quarter of the pixels.
-4. **channels_last** memory format by default, which oneDNN's CPU convolutions prefer,
-   and in which a 1x1 convolution is one matrix product over the pixels
-   (:class:`~densenet_edu.matmul_conv.MatmulConv1x1`); the 3x3 and the stem's 7x7
-   convolutions call oneDNN with prepacked weights (:class:`~densenet_edu.onednn.PackedConv2d`).
+4. **channels_last** by default: a 1x1 convolution is then one matrix product over the
+   pixels (:class:`~densenet_edu.matmul_conv.MatmulConv1x1`); other convolutions call
+   oneDNN with prepacked weights (:class:`~densenet_edu.onednn.PackedConv2d`); and a
+   bottleneck block runs as one flat loop of ATen calls planned once per input shape,
+   its small 3x3 convolutions as matrix products (:mod:`densenet_edu.block_plan`).
 
 The fast model is for inference only: it has no BatchNorm statistics to update and no
 dropout. It may still sit in a container that is switched to training mode
@@ -53,10 +54,11 @@ from torch import Tensor, nn
 
 from densenet_edu import fast_reading as reading
 from densenet_edu.batch_chunks import run_in_chunks, segments
+from densenet_edu.block_plan import BlockPlans
 from densenet_edu.errors import NotScriptableError
 from densenet_edu.inputs import check_images
 from densenet_edu.matmul_conv import MatmulConv1x1, is_pointwise
-from densenet_edu.onednn import PackedConv2d
+from densenet_edu.onednn import PackedConv2d, traced
 from densenet_edu.preactivation import (
     ScaleShiftReLU,
     pool_keeps_constants,
@@ -177,7 +179,9 @@ class FastDenseBlock(nn.Module):
     ``c_l`` channels (a view, no copy) and writes its k new maps right after them, so
     every feature map is written once: linear in depth, where concatenating in every
     layer copies quadratically many bytes. Each layer's BatchNorm after ``conv1`` is
-    folded into it (:func:`fold_batchnorm`), the one before it is a fixed scale and shift.
+    folded into it (:func:`fold_batchnorm`); the one before it folds into a 1x1 ``conv1``
+    too, leaving a clamp. Such bottleneck blocks, in NHWC on the CPU without autograd,
+    run as a :class:`~densenet_edu.block_plan.BlockPlan`: the same computation, one loop.
 
     Args:
         block: a dense block of ``densenet_edu`` (:class:`densenet_edu.DenseBlock`) or
@@ -200,8 +204,16 @@ class FastDenseBlock(nn.Module):
         self.layers = nn.ModuleList(_FastDenseLayer(layer) for layer in reading.dense_layers(block))
         self.in_channels = self.layers[0].in_channels
         self.out_channels = self.in_channels + sum(layer.growth_rate for layer in self.layers)
+        self._plans = BlockPlans(self.layers, self.in_channels, enabled=channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
+        plan = self._plans.get(x)
+        if plan is not None:  # the same computation as below, as one flat loop
+            return plan(x)
+        if not isinstance(x, torch.fx.Proxy) and torch.is_grad_enabled() and x.requires_grad:
+            for layer in self.layers:  # Eq. 2 as written: autograd keeps every input intact
+                x = torch.cat([x, layer(x)], dim=1)
+            return x
         buffer = _write_maps(_block_buffer(x, self.out_channels, self.channels_last), x, 0)
         end = self.in_channels
         for layer in self.layers:
@@ -209,6 +221,14 @@ class FastDenseBlock(nn.Module):
             buffer = _write_maps(buffer, layer(buffer[:, :end]), end)
             end += layer.growth_rate
         return buffer
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
+        self._plans.clear()  # plans hold views of the parameters, which .to() replaces
+        return super()._apply(fn, recurse)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self._plans.clear()  # so does load_state_dict(..., assign=True)
+        super()._load_from_state_dict(*args, **kwargs)
 
 
 class _FastTransition(nn.Module):
@@ -271,7 +291,7 @@ class FastDenseNet(nn.Module):
         check_images(x, self._geometry, type(self).__name__, training=False)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if _traced(x):  # a graph sees the stages once, on the whole batch
+        if traced(x):  # a graph sees the stages once, on the whole batch
             out = self.features(x)  # norm5 + ReLU are the last stage
         else:  # a large batch runs in chunks that stay in the CPU's cache
             out = run_in_chunks(self._segments, x)
@@ -294,13 +314,6 @@ class FastDenseNet(nn.Module):
         raise NotScriptableError(type(self).__name__)
 
 
-def _traced(x: Tensor) -> bool:
-    """Is ``x`` seen by torch.fx, torch.jit or torch.compile rather than computed?"""
-    if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or torch.jit.is_scripting():
-        return True
-    return torch.compiler.is_compiling()
-
-
 def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> FastDenseNet:
     """Return an eval-only copy of a DenseNet that computes the same outputs, faster.
 
@@ -320,27 +333,7 @@ def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> Fast
         TypeError: if ``model`` is not a DenseNet this function can convert exactly; the
             message says which part it could not convert.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"optimize_for_inference expects a DenseNet model, got {type(model)}")
-    name = type(model).__name__
-    features = getattr(model, "features", None)
-    if not isinstance(features, nn.Sequential):
-        raise TypeError(
-            "optimize_for_inference expects a DenseNet (densenet_edu, torchvision or timm: a "
-            f"`features` nn.Sequential of stem, dense blocks and transitions); this {name} "
-            "has no `features` nn.Sequential"
-        )
-    if not any(reading.is_dense_block(m) for m in features.children()):
-        raise TypeError(
-            f"optimize_for_inference expects a DenseNet, but this {name}'s `features` "
-            "holds no dense block (a module whose children all have norm1 and conv1)"
-        )
-    if not isinstance(getattr(model, "classifier", None), nn.Module):
-        raise TypeError(
-            f"optimize_for_inference expects a DenseNet with a `classifier` module (use "
-            f"nn.Identity() for none); this {name} has none"
-        )
-    reading.check_head(model)
+    reading.check_densenet(model)
     return FastDenseNet(model, channels_last=channels_last)
 
 

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "bn_scale_shift",
+    "check_densenet",
     "check_head",
     "dense_layers",
     "first_conv",
@@ -21,6 +22,31 @@ __all__ = [
     "is_dense_block",
     "is_transition",
 ]
+
+
+def check_densenet(model: nn.Module) -> None:
+    """Raise a TypeError naming what is missing unless ``model`` reads as a DenseNet."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"optimize_for_inference expects a DenseNet model, got {type(model)}")
+    name = type(model).__name__
+    features = getattr(model, "features", None)
+    if not isinstance(features, nn.Sequential):
+        raise TypeError(
+            "optimize_for_inference expects a DenseNet (densenet_edu, torchvision or timm: a "
+            f"`features` nn.Sequential of stem, dense blocks and transitions); this {name} "
+            "has no `features` nn.Sequential"
+        )
+    if not any(is_dense_block(m) for m in features.children()):
+        raise TypeError(
+            f"optimize_for_inference expects a DenseNet, but this {name}'s `features` "
+            "holds no dense block (a module whose children all have norm1 and conv1)"
+        )
+    if not isinstance(getattr(model, "classifier", None), nn.Module):
+        raise TypeError(
+            f"optimize_for_inference expects a DenseNet with a `classifier` module (use "
+            f"nn.Identity() for none); this {name} has none"
+        )
+    check_head(model)
 
 
 def check_head(model: nn.Module) -> None:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PackedConv2d", "direct_call_allowed"]
+__all__ = ["PackedConv2d", "direct_call_allowed", "traced"]
 
 # Packed weights kept per module: one per input shape seen, a few shapes at most.
 _MAX_SHAPES = 4
@@ -40,9 +40,14 @@ def direct_call_allowed(x: Tensor, weight: Tensor) -> bool:
         return False
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
         return False
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
-        return False
-    return True
+    return not traced(x)
+
+
+def traced(x: Tensor) -> bool:
+    """Is ``x`` seen by torch.fx, torch.jit or torch.compile rather than computed?"""
+    if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return True
+    return torch.compiler.is_compiling()
 
 
 # Decided once: the build's oneDNN support does not change while the process runs.

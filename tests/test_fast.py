@@ -183,6 +183,17 @@ def test_fast_model_works_under_torch_compile_fullgraph():
 # --- inference only, and bad input ------------------------------------------------
 
 
+@pytest.mark.parametrize("bottleneck", [True, False])
+def test_gradients_flow_through_the_fast_model_to_its_input(bottleneck):
+    model = randomize_batchnorm(de.densenet_cifar(depth=22, bottleneck=bottleneck))
+    fast = optimize_for_inference(model)
+    x = torch.randn(2, 3, 32, 32, requires_grad=True)
+    fast(x).square().sum().backward()
+    x_eager = x.detach().clone().requires_grad_()
+    model(x_eager).square().sum().backward()
+    torch.testing.assert_close(x.grad, x_eager.grad, rtol=1e-4, atol=1e-5)
+
+
 def test_fast_model_is_in_eval_mode_without_trainable_parameters():
     fast = optimize_for_inference(de.densenet_cifar(depth=22))
     assert isinstance(fast, FastDenseNet) and not fast.training
@@ -307,8 +318,8 @@ def test_fast_model_traces_with_torch_fx_to_the_same_function():
     fast = optimize_for_inference(randomize_batchnorm(de.densenet_cifar(depth=22)))
     traced = torch.fx.symbolic_trace(fast)
     x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(traced(x), fast(x), rtol=0, atol=0)
+    with torch.no_grad():  # the graph's 3x3 convolutions sum in another order than the plan's
+        torch.testing.assert_close(traced(x), fast(x), rtol=1e-5, atol=1e-5)
 
 
 def test_torchvision_feature_extraction_works_on_the_fast_model():
