@@ -55,7 +55,7 @@ from torch import Tensor, nn
 from densenet_edu import fast_reading as reading
 from densenet_edu.batch_chunks import run_in_chunks, segments
 from densenet_edu.block_plan import BlockPlans
-from densenet_edu.errors import NotScriptableError
+from densenet_edu.errors import NotScriptableError, check_feature_maps
 from densenet_edu.inputs import check_images
 from densenet_edu.matmul_conv import MatmulConv1x1, is_pointwise
 from densenet_edu.onednn import PackedConv2d, traced
@@ -165,9 +165,8 @@ def _write_maps(buffer: Tensor, maps: Tensor, start: int) -> Tensor:
     return buffer
 
 
-# torch.fx records a call of each of these as one node instead of tracing into it: a
-# proxy has no concrete shape to allocate a buffer with, and returning the buffer from
-# every write makes the data flow explicit (the block's output is its last node).
+# torch.fx records a call of each as one node: a proxy has no shape to allocate a buffer
+# with, and returning the buffer from every write makes the data flow explicit.
 torch.fx.wrap("_block_buffer")
 torch.fx.wrap("_write_maps")
 
@@ -207,6 +206,7 @@ class FastDenseBlock(nn.Module):
         self._plans = BlockPlans(self.layers, self.in_channels, enabled=channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
+        check_feature_maps([x], self.in_channels, type(self).__name__)  # the eager block's
         plan = self._plans.get(x)
         if plan is not None:  # the same computation as below, as one flat loop
             return plan(x)

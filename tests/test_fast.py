@@ -94,6 +94,20 @@ def test_buffer_block_output_equals_the_concatenating_block(channels_last, bottl
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ((1, 12, 8, 8), "FastDenseBlock was built for 10 input channels, got 12"),
+        ((1, 8, 8, 8), "FastDenseBlock was built for 10 input channels, got 8"),
+        ((10, 8, 8), "expects a 4-D tensor.*add a batch dimension"),
+    ],
+)
+def test_a_fast_block_names_a_wrong_input_as_the_eager_block_does(shape, message):
+    fast = FastDenseBlock(randomize_batchnorm(de.DenseBlock(4, 10, growth_rate=6)), True)
+    with torch.no_grad(), pytest.raises(de.InputShapeError, match=message):
+        fast(torch.randn(shape))
+
+
 def test_fast_dense_block_is_exported_from_the_package():
     assert de.FastDenseBlock is FastDenseBlock
 
