@@ -6,9 +6,10 @@ what it reads (the folded ``norm1`` + ReLU), a 1x1 convolution with ReLU (``conv
 At batch 1 the last two blocks of DenseNet-121 do that on 14 x 14 and 7 x 7 maps, where
 the arithmetic takes 100-300 us per layer and what surrounds it costs as much again:
 module calls, the same eligibility checks per convolution, views and reshapes built
-again for every layer, and oneDNN setting its 3x3 convolution up anew on each call
-(about 50 us at 7 x 7). A :class:`BlockPlan` does all of that once per input shape and
-then runs, per layer, five ATen calls writing into tensors it allocated for the call::
+again for every layer, and PyTorch's wrapper around oneDNN building the 3x3
+convolution's descriptors anew on each call (about 50 us at 7 x 7). A :class:`BlockPlan`
+does all of that once per input shape and then runs, per layer, five ATen calls writing
+into tensors it allocated for the call::
 
     clamp(buffer[:, :c_l], lo, hi)  -> z          (N*H*W, c_l)   the folded norm1 + ReLU
     addmm(b1, z, W1^T)              -> y          (N*H*W, 4k)    conv1, norm2 folded in
