@@ -97,19 +97,18 @@ class BlockPlan:
 
     Args:
         layers: the block's fast dense layers (:func:`plannable` must hold).
-        in_channels: C_in, the block's input channels.
-        shape: the input shape the plan is for.
+        shape: the input shape the plan is for; C_in is the first layer's input width.
 
     Calling it with a tensor of that shape returns a new (N, C_out, H, W) channels_last
     tensor, the same as the block's module path (up to float rounding: the 3x3
     convolution may sum in another order).
     """
 
-    def __init__(self, layers: Sequence[nn.Module], in_channels: int, shape: torch.Size):
+    def __init__(self, layers: Sequence[nn.Module], shape: torch.Size):
         n, _, h, w = shape
         self.shape = tuple(shape)
-        self.in_channels = in_channels
-        self.out_channels = in_channels + sum(layer.growth_rate for layer in layers)
+        self.in_channels = layers[0].in_channels
+        self.out_channels = self.in_channels + sum(layer.growth_rate for layer in layers)
         self.pixels = n * h * w
         self.growth_rate = layers[0].growth_rate
         self.bottleneck = layers[0].conv1.out_channels  # 4k in the paper
@@ -173,28 +172,26 @@ class BlockPlan:
 class BlockPlans:
     """A dense block's plans, one per input shape seen (a few at most): a cache, not state.
 
-    ``get(x)`` returns the plan for ``x``, or ``None`` where the block's module path must
-    run: layers a plan cannot run (:func:`plannable`), a channels-first buffer, and
-    whatever ``F.conv2d`` must see (autograd, another device or dtype, a graph being
-    traced, compiled or exported; :func:`~densenet_edu.onednn.direct_call_allowed`).
+    ``get(x)`` returns the plan for ``x`` (whose shape the block has checked), or ``None``
+    where the block's module path must run: layers a plan cannot run (:func:`plannable`),
+    a channels-first buffer, and whatever ``F.conv2d`` must see (autograd, another device
+    or dtype, a graph being traced, compiled or exported;
+    :func:`~densenet_edu.onednn.direct_call_allowed`).
     """
 
-    def __init__(self, layers: nn.ModuleList, in_channels: int, enabled: bool = True):
+    def __init__(self, layers: nn.ModuleList, enabled: bool = True):
         self.layers = layers
-        self.in_channels = in_channels
         self.enabled = enabled and plannable(layers)
         self.plans: dict[torch.Size, BlockPlan] = {}
 
     def get(self, x: Tensor) -> BlockPlan | None:
         if not self.enabled or not direct_call_allowed(x, self.layers[0].conv1.weight):
             return None
-        if x.shape[1] != self.in_channels:
-            return None  # the module path raises the error
         plan = self.plans.get(x.shape)
         if plan is None:
             if len(self.plans) >= _MAX_SHAPES:
                 self.plans.clear()
-            plan = self.plans[x.shape] = BlockPlan(self.layers, self.in_channels, x.shape)
+            plan = self.plans[x.shape] = BlockPlan(self.layers, x.shape)
         return plan
 
     def clear(self) -> None:

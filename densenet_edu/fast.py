@@ -203,15 +203,15 @@ class FastDenseBlock(nn.Module):
         self.layers = nn.ModuleList(_FastDenseLayer(layer) for layer in reading.dense_layers(block))
         self.in_channels = self.layers[0].in_channels
         self.out_channels = self.in_channels + sum(layer.growth_rate for layer in self.layers)
-        self._plans = BlockPlans(self.layers, self.in_channels, enabled=channels_last)
+        self._plans = BlockPlans(self.layers, enabled=channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
         check_feature_maps([x], self.in_channels, type(self).__name__)  # the eager block's
         plan = self._plans.get(x)
         if plan is not None:  # the same computation as below, as one flat loop
             return plan(x)
-        if not isinstance(x, torch.fx.Proxy) and torch.is_grad_enabled() and x.requires_grad:
-            for layer in self.layers:  # Eq. 2 as written: autograd keeps every input intact
+        if self._autograd_records(x):  # Eq. 2 as written: backward needs every input intact
+            for layer in self.layers:
                 x = torch.cat([x, layer(x)], dim=1)
             return x
         buffer = _write_maps(_block_buffer(x, self.out_channels, self.channels_last), x, 0)
@@ -221,6 +221,12 @@ class FastDenseBlock(nn.Module):
             buffer = _write_maps(buffer, layer(buffer[:, :end]), end)
             end += layer.growth_rate
         return buffer
+
+    def _autograd_records(self, x: Tensor) -> bool:
+        """Does a gradient flow to ``x`` or to a weight? Then nothing may be written in place."""
+        if isinstance(x, torch.fx.Proxy) or not torch.is_grad_enabled():
+            return False
+        return x.requires_grad or any(p.requires_grad for p in self.parameters())
 
     def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
         self._plans.clear()  # plans hold views of the parameters, which .to() replaces

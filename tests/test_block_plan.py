@@ -96,9 +96,9 @@ def test_small_maps_run_each_3x3_convolution_as_one_column_matrix_product(monkey
 def test_the_column_product_is_chosen_by_the_number_of_pixels():
     layers = fast_block(dense_block()).layers
     side = int(IM2COL_MAX_PIXELS**0.5)
-    assert BlockPlan(layers, 16, torch.Size([1, 16, side, side])).im2col
-    assert not BlockPlan(layers, 16, torch.Size([1, 16, side + 1, side + 1])).im2col
-    assert not BlockPlan(layers, 16, torch.Size([IM2COL_MAX_PIXELS + 1, 16, 1, 1])).im2col
+    assert BlockPlan(layers, torch.Size([1, 16, side, side])).im2col
+    assert not BlockPlan(layers, torch.Size([1, 16, side + 1, side + 1])).im2col
+    assert not BlockPlan(layers, torch.Size([IM2COL_MAX_PIXELS + 1, 16, 1, 1])).im2col
 
 
 def test_each_call_returns_a_new_tensor_that_later_calls_leave_alone():
@@ -118,6 +118,21 @@ def test_gradients_to_the_input_take_the_module_path():
     fast(x).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert fast._plans.plans == {}
+
+
+def test_gradients_to_the_weights_take_the_module_path():
+    block = dense_block()
+    fast = fast_block(block)  # a bare block: its parameters require gradients
+    x = images(1, 7)
+    fast(x).square().sum().backward()
+    block(x).square().sum().backward()
+    assert fast._plans.plans == {}
+    torch.testing.assert_close(
+        fast.layers[-1].conv2.weight.grad,
+        block[list(block.keys())[-1]].conv2.weight.grad,
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
