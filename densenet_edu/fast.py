@@ -207,13 +207,13 @@ class FastDenseBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_feature_maps([x], self.in_channels, type(self).__name__)  # the eager block's
-        plan = self._plans.get(x)
-        if plan is not None:  # the same computation as below, as one flat loop
-            return plan(x)
         if self._autograd_records(x):  # Eq. 2 as written: backward needs every input intact
             for layer in self.layers:
                 x = torch.cat([x, layer(x)], dim=1)
             return x
+        plan = self._plans.get(x)
+        if plan is not None:  # the same computation as below, as one flat loop
+            return plan(x)
         buffer = _write_maps(_block_buffer(x, self.out_channels, self.channels_last), x, 0)
         end = self.in_channels
         for layer in self.layers:

@@ -135,6 +135,23 @@ def test_gradients_to_the_weights_take_the_module_path():
     )
 
 
+def test_a_gradient_to_one_later_weight_alone_takes_the_module_path():
+    block = dense_block()
+    fast = fast_block(block)
+    fast.requires_grad_(False)
+    fast.layers[-1].conv2.weight.requires_grad_(True)  # not the first layer's, not the input's
+    x = images(1, 7)
+    fast(x).square().sum().backward()
+    block(x).square().sum().backward()
+    assert fast._plans.plans == {}
+    torch.testing.assert_close(
+        fast.layers[-1].conv2.weight.grad,
+        block[list(block.keys())[-1]].conv2.weight.grad,
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_plain_blocks_and_channels_first_blocks_are_not_planned(channels_last):
     plain = FastDenseBlock(dense_block(bottleneck=False), channels_last=channels_last)
