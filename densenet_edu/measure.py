@@ -15,6 +15,8 @@ so a number called "saved for backward" or "median time" means the same everywhe
   the saved bytes; and on the CPU it depends on the memory allocator.
 - **Time** (:func:`time_interleaved`, :func:`medians`): seconds per call of several
   contenders run in turn after warm-up rounds; report the **median** of the timed calls.
+  How firmly one contender beats another: the spread of the per-round ratios of their
+  times (:func:`round_ratio_quartiles`).
 
 :func:`calibrate_batchnorm` and :func:`make_train_step` set up what is measured.
 """
@@ -25,7 +27,7 @@ import resource
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ __all__ = [
     "matmul_peak_gflops",
     "medians",
     "peak_memory_growth",
+    "round_ratio_quartiles",
     "saved_tensor_bytes",
     "storage_key",
     "time_interleaved",
@@ -276,6 +279,31 @@ def time_interleaved(
 def medians(times: dict[str, list[float]]) -> dict[str, float]:
     """The median of each contender's timed calls (the figure the book and benchmark report)."""
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def round_ratio_quartiles(
+    times: Sequence[float], baseline: Sequence[float]
+) -> tuple[float, float, float]:
+    """Quartiles (lower, median, upper) of ``times[i] / baseline[i]`` over the rounds.
+
+    Both lists come from one :func:`time_interleaved` run, in round order: the two calls
+    of a round ran seconds apart at most, under much the same machine load, so their
+    ratio cancels most of what the machine did meanwhile. The middle half of these ratios
+    (lower to upper quartile) says how firmly one contender beats the other; the ratio of
+    the two medians alone does not. Quartiles lie within the observed ratios
+    (``statistics.quantiles``, inclusive method).
+
+    Raises:
+        ValueError: if the lists differ in length or hold fewer than two rounds.
+    """
+    if len(times) != len(baseline) or len(times) < 2:
+        raise ValueError(
+            "need the same number of rounds (at least 2) for both contenders, got "
+            f"{len(times)} and {len(baseline)}"
+        )
+    ratios = [t / b for t, b in zip(times, baseline, strict=True)]
+    lower, median, upper = statistics.quantiles(ratios, n=4, method="inclusive")
+    return lower, median, upper
 
 
 def matmul_peak_gflops(

@@ -190,6 +190,23 @@ def test_medians_are_the_middle_values_not_the_means():
     assert measure.medians({"a": [1.0, 9.0, 2.0], "b": [4.0, 2.0]}) == {"a": 2.0, "b": 3.0}
 
 
+def test_round_ratios_pair_each_round_with_the_baselines_call_of_that_round():
+    # Medians 30 and 30 (ratio 1.0), yet round by round one was 5x faster, then 5x slower.
+    lower, median, upper = measure.round_ratio_quartiles([10, 20, 30, 40, 50], [50, 40, 30, 20, 10])
+    assert (lower, median, upper) == (0.5, 1.0, 2.0)  # ratios 0.2, 0.5, 1, 2, 5
+
+
+def test_a_steady_ratio_under_changing_load_has_no_spread():
+    quartiles = measure.round_ratio_quartiles([11, 44, 22, 55, 33], [10, 40, 20, 50, 30])
+    assert quartiles == pytest.approx((1.1, 1.1, 1.1))
+
+
+@pytest.mark.parametrize("times, baseline", [([1.0, 2.0], [1.0]), ([1.0], [1.0])])
+def test_round_ratios_need_two_or_more_paired_rounds(times, baseline):
+    with pytest.raises(ValueError, match="same number of rounds"):
+        measure.round_ratio_quartiles(times, baseline)
+
+
 def test_timing_rejects_zero_repeats():
     with pytest.raises(ValueError, match="repeats"):
         measure.time_interleaved({"a": lambda: None}, repeats=0, warmup=0)
