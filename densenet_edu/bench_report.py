@@ -17,7 +17,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["SECTION_TITLES", "Result", "machine_info", "markdown_table", "write_report"]
+from densenet_edu.measure import round_ratio_quartiles
+
+__all__ = [
+    "SECTION_TITLES",
+    "Result",
+    "machine_info",
+    "markdown_table",
+    "read_report",
+    "write_report",
+]
 
 
 @dataclass
@@ -166,7 +175,8 @@ def _eval_rows(rows: list[Result], info: dict[str, Any]) -> list[str]:
     fast = next((r for r in rows if r.name == "densenet_edu fast" and r.seconds), None)
     lines = [
         "| contender | median ms / batch | images/s | vs torchvision | vs torchvision "
-        "channels_last | fast's speed-up over it | GFLOP/s | of peak | max rel. error |",
+        "channels_last | fast's speed-up over it (middle half of rounds) | GFLOP/s | of peak "
+        "| max rel. error |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -176,7 +186,7 @@ def _eval_rows(rows: list[Result], info: dict[str, Any]) -> list[str]:
         if r.seconds is None:
             lines.append(f"| {r.name} | {r.note} | | | | | | | |")
             continue
-        over = _fmt_ratio(r.seconds / fast.seconds) if fast else ""
+        over = _speedup_over(r, fast) if fast else ""
         peak = f"{r.peak_fraction:.0%}" if r.peak_fraction is not None else ""
         error = f"{r.rel_error:.1e}" if r.rel_error is not None else ""
         lines.append(
@@ -187,8 +197,25 @@ def _eval_rows(rows: list[Result], info: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _speedup_over(row: Result, fast: Result) -> str:
+    """``1.03x (0.89-1.11)``: the ratio of the medians, then the middle half of the per-round
+    ratios when both rows kept their rounds (a range that straddles 1.00x is a tie)."""
+    ratio = _fmt_ratio(row.seconds / fast.seconds)
+    if row is fast or len(row.times) < 4 or len(row.times) != len(fast.times):
+        return ratio
+    lower, _, upper = round_ratio_quartiles(row.times, fast.times)
+    return f"{ratio} ({lower:.2f}-{upper:.2f})"
+
+
 def write_report(results: list[Result], info: dict[str, Any], out_dir: Path, stem: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{stem}.md").write_text(markdown_table(results, info))
     payload = {"machine": info, "results": [asdict(r) for r in results]}
     (out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=1) + "\n")
+
+
+def read_report(path: Path) -> tuple[list[Result], dict[str, Any]]:
+    """The results and machine description saved by :func:`write_report` (its JSON file),
+    e.g. to write a recorded run's table again: ``markdown_table(*read_report(path))``."""
+    payload = json.loads(Path(path).read_text())
+    return [Result(**row) for row in payload["results"]], payload["machine"]

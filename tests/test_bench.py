@@ -12,7 +12,7 @@ import torch
 import torchvision
 
 import densenet_edu as de
-from densenet_edu import bench, contenders, measure
+from densenet_edu import bench, bench_report, contenders, measure
 
 TINY = dict(growth_rate=4, block_config=(2, 2), num_init_features=8, num_classes=5)
 OPTIONAL = ("onnx", "onnxruntime", "openvino", "timm")
@@ -84,6 +84,43 @@ def test_every_timed_row_reports_error_gflops_and_share_of_peak(
         assert r.rel_error is not None and r.rel_error < 1e-4, r.name
         assert r.gflops == pytest.approx(2 * macs * 2 / r.seconds / 1e9)
         assert r.peak_fraction == pytest.approx(r.gflops / peak.gflops)
+
+
+INFO = {"processor": "cpu", "device": "cpu", "torch": "x", "threads": 2, "date": "d"}
+
+
+def _timed_row(name, times):
+    median = sorted(times)[len(times) // 2]
+    return bench.Result("eval_b1", name, 1, seconds=median, times=times, images_per_s=1.0,
+                        gflops=1.0, peak_fraction=0.5, rel_error=0.0)  # fmt: skip
+
+
+def _line_of(table, name):
+    return next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
+
+
+def test_the_speedup_over_a_contender_shows_the_middle_half_of_its_round_ratios():
+    fast = _timed_row("densenet_edu fast", [0.1] * 5)
+    other = _timed_row("openvino", [0.12, 0.08, 0.11, 0.09, 0.10])  # ratios 1.2, 0.8, 1.1, ...
+    table = bench.markdown_table([fast, other], INFO)
+    assert "| 1.00x (0.90-1.10) |" in _line_of(table, "openvino")
+    assert "| 1.00x |" in _line_of(table, "densenet_edu fast")  # no range against itself
+
+
+def test_a_run_with_few_rounds_reports_the_speedup_without_a_range():
+    fast, other = _timed_row("densenet_edu fast", [0.1] * 3), _timed_row("onnxruntime", [0.2] * 3)
+    line = _line_of(bench.markdown_table([fast, other], INFO), "onnxruntime")
+    assert "| 2.00x |" in line and "(" not in line
+
+
+def test_a_written_report_reads_back_to_the_same_table(tmp_path):
+    results = [
+        _timed_row("densenet_edu fast", [0.1] * 5),
+        _timed_row("timm", [0.3, 0.2, 0.3, 0.2, 0.25]),  # five paired rounds: a range
+    ]
+    bench.write_report(results, INFO, tmp_path, "run")
+    read = bench_report.read_report(tmp_path / "run.json")
+    assert bench.markdown_table(*read) == (tmp_path / "run.md").read_text()
 
 
 @pytest.mark.skipif(
