@@ -24,20 +24,36 @@ faster than the column matrix product, and the plan calls it (through
 :class:`~densenet_edu.onednn.PackedConv2d`, prepacked) and copies its output into place.
 Measured per layer and on the whole model: ``benchmarks/README.md``.
 
-Every call allocates its own buffer and scratch tensors, so the block's output is never
-overwritten by a later call and two threads may share the model. What the plan keeps
-is only what depends on the weights and the shape: views of the parameters in the
+Where oneDNN's C API can be called (:mod:`densenet_edu.onednn_primitives`: the
+``onednn-cpu-gomp`` wheel on Linux x86-64), the plan runs both convolutions of each layer
+as oneDNN primitives it set up once, the ReLU fused into the first, so a layer is::
+
+    clamp(buffer[:, :c_l], lo, hi)  -> z          the folded norm1 + ReLU (ATen)
+    conv1 primitive: relu(W1 z + b1) -> y          1x1, NHWC, weights prepacked
+    conv2 primitive: W2 * y          -> new        3x3, NHWC, weights prepacked
+    copy new into buffer[:, c_l : c_l + k]
+
+Each primitive call skips the setup PyTorch's path repeats per call (50-150 us per layer at
+batch 1). Such a plan owns its scratch tensors (the primitives are bound to them), so its
+calls take turns (a lock), and it holds its own reordered copy of the weights: it is built
+again when a weight is edited in place (its version counter moves) or replaced.
+
+Otherwise every call allocates its own buffer and scratch tensors, so the block's output
+is never overwritten by a later call and two threads may share the model. What the plan
+keeps is only what depends on the weights and the shape: views of the parameters in the
 layout each call needs.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from densenet_edu import onednn_primitives
 from densenet_edu.matmul_conv import MatmulConv1x1
 from densenet_edu.onednn import PackedConv2d, direct_call_allowed
 from densenet_edu.preactivation import PreActivationClamp
@@ -119,6 +135,11 @@ class BlockPlan:
             layer.conv2.weight.is_contiguous(memory_format=torch.channels_last) for layer in layers
         )
         self.steps = [self._step(layer) for layer in layers]
+        self.primitives = _PrimitiveLayers.build(layers, shape)
+
+    def stale(self) -> bool:
+        """Must the plan be built again? Only one holding oneDNN's copies of the weights."""
+        return self.primitives is not None and self.primitives.stale()
 
     def _step(self, layer: nn.Module) -> tuple:
         conv1, conv2 = layer.conv1, layer.conv2
@@ -144,6 +165,9 @@ class BlockPlan:
         buffer[:, : self.in_channels].copy_(x)
         rows = buffer.permute(0, 2, 3, 1).view(pixels, self.out_channels)  # pixels x channels
         new_maps = rows[:, self.in_channels :].split(k, dim=1)  # each layer's k columns
+        if self.primitives is not None:
+            self.primitives(rows, new_maps)
+            return buffer
         clamped = torch.empty(pixels * self.max_reads, **like)
         bottleneck = torch.empty((pixels, width), **like)
         if self.im2col:
@@ -169,6 +193,72 @@ class BlockPlan:
         return buffer
 
 
+class _PrimitiveLayers:
+    """Each layer's two convolutions as oneDNN primitives bound to scratch tensors owned
+    here (see the module docstring); :meth:`build` returns None where they cannot run."""
+
+    def __init__(self, layers: Sequence[nn.Module], shape: torch.Size) -> None:
+        n, _, h, w = shape
+        pixels, width, k = n * h * w, layers[0].conv1.out_channels, layers[0].growth_rate
+        self.parameters = [p for layer in layers for p in _plan_parameters(layer)]
+        self.version = _versions(self.parameters)
+        self.lock = threading.Lock()
+        clamped = torch.empty(pixels * max(layer.in_channels for layer in layers))
+        bottleneck = _nhwc((n, width, h, w))
+        self.new = _nhwc((n, k, h, w))
+        self.new_rows = self.new.permute(0, 2, 3, 1).view(pixels, k)
+        self.steps = []
+        for layer in layers:
+            reads = layer.in_channels
+            z = clamped[: pixels * reads].view(n, h, w, reads)
+            conv1 = onednn_primitives.Convolution(
+                z.permute(0, 3, 1, 2), layer.conv1.weight, layer.conv1.bias, bottleneck, 0, True
+            )
+            conv2 = onednn_primitives.Convolution(bottleneck, layer.conv2.weight, None, self.new, 1)
+            lo, hi = layer.preactivation.lo.view(-1), layer.preactivation.hi.view(-1)
+            self.steps.append((reads, lo, hi, z.view(pixels, reads), conv1, conv2))
+        self.implementations = {c.implementation for step in self.steps for c in step[-2:]}
+
+    @classmethod
+    def build(cls, layers: Sequence[nn.Module], shape: torch.Size) -> _PrimitiveLayers | None:
+        weight = layers[0].conv1.weight
+        if weight.dtype != torch.float32 or weight.device.type != "cpu":
+            return None
+        if not onednn_primitives.available():
+            return None
+        primitives = cls(layers, shape)
+        # oneDNN's reference kernels are far slower than ATen's operators.
+        if any(name.startswith("ref") for name in primitives.implementations):
+            return None
+        return primitives
+
+    def stale(self) -> bool:
+        return _versions(self.parameters) != self.version
+
+    def __call__(self, rows: Tensor, new_maps: Sequence[Tensor]) -> None:
+        with self.lock:  # the primitives share this object's scratch tensors
+            for (reads, lo, hi, z, conv1, conv2), out in zip(self.steps, new_maps, strict=True):
+                torch.clamp(rows[:, :reads], lo, hi, out=z)
+                conv1()
+                conv2()
+                out.copy_(self.new_rows)
+
+
+def _plan_parameters(layer: nn.Module) -> tuple[Tensor, ...]:
+    """The tensors a primitive plan copied (weights) or bound (bias) when it was built."""
+    return layer.conv1.weight, layer.conv1.bias, layer.conv2.weight
+
+
+def _versions(tensors: Sequence[Tensor]) -> tuple[tuple[int, int], ...]:
+    # Tensors made under torch.inference_mode have no version counter and cannot be
+    # written outside it; their address still tells a replaced tensor apart.
+    return tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in tensors)
+
+
+def _nhwc(shape: tuple[int, int, int, int]) -> Tensor:
+    return torch.empty(shape, memory_format=torch.channels_last)
+
+
 class BlockPlans:
     """A dense block's plans, one per input shape seen (a few at most): a cache, not state.
 
@@ -188,7 +278,7 @@ class BlockPlans:
         if not self.enabled or not direct_call_allowed(x, self.layers[0].conv1.weight):
             return None
         plan = self.plans.get(x.shape)
-        if plan is None:
+        if plan is None or plan.stale():
             if len(self.plans) >= _MAX_SHAPES:
                 self.plans.clear()
             plan = self.plans[x.shape] = BlockPlan(self.layers, x.shape)

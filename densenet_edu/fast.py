@@ -29,8 +29,11 @@ into a :class:`FastDenseNet` that computes the same function in eval mode with l
 4. **channels_last** by default: a 1x1 convolution is then one matrix product over the
    pixels (:class:`~densenet_edu.matmul_conv.MatmulConv1x1`); other convolutions call
    oneDNN with prepacked weights (:class:`~densenet_edu.onednn.PackedConv2d`); and a
-   bottleneck block runs as one flat loop of ATen calls planned once per input shape,
-   its small 3x3 convolutions as matrix products (:mod:`densenet_edu.block_plan`).
+   bottleneck block runs as one flat loop planned once per input shape
+   (:mod:`densenet_edu.block_plan`): each layer's two convolutions as oneDNN primitives
+   set up once and called through oneDNN's C API where its wheel is installed
+   (:mod:`densenet_edu.onednn_primitives`; ``pip install onednn-cpu-gomp``, Linux
+   x86-64), otherwise ATen calls with its small 3x3 convolutions as matrix products.
 
 The fast model is for inference only: it has no BatchNorm statistics to update and no
 dropout. It may still sit in a container that is switched to training mode

@@ -11,8 +11,27 @@ import torch
 from torch import nn
 
 import densenet_edu as de
+from densenet_edu import onednn_primitives
 from densenet_edu.block_plan import IM2COL_MAX_PIXELS, BlockPlan, plannable
 from densenet_edu.fast import FastDenseBlock, optimize_for_inference
+
+ONEDNN_MISSING = onednn_primitives.unavailable_reason()
+
+
+@pytest.fixture(
+    autouse=True,
+    params=[
+        "aten",
+        pytest.param(
+            "onednn", marks=pytest.mark.skipif(bool(ONEDNN_MISSING), reason=ONEDNN_MISSING)
+        ),
+    ],
+)
+def route(request, monkeypatch):
+    """Every test runs on both routes a plan can take: ATen's operators, and oneDNN's
+    primitives called directly (densenet_edu.onednn_primitives) where they can run."""
+    monkeypatch.setenv(onednn_primitives.ENV_SWITCH, "1" if request.param == "onednn" else "0")
+    return request.param
 
 
 def randomize_batchnorm(module: nn.Module, seed: int = 1) -> nn.Module:
@@ -77,7 +96,8 @@ def test_a_planned_block_computes_what_its_module_path_computes(side):
         torch.testing.assert_close(fast(x), module_path(fast, x), rtol=1e-5, atol=1e-5)
 
 
-def test_small_maps_run_each_3x3_convolution_as_one_column_matrix_product(monkeypatch):
+@pytest.mark.parametrize("route", ["aten"], indirect=True)
+def test_small_maps_run_each_3x3_convolution_as_one_column_matrix_product(monkeypatch, route):
     fast = fast_block(dense_block())
     calls = []
     real_mm = torch.mm
@@ -93,12 +113,38 @@ def test_small_maps_run_each_3x3_convolution_as_one_column_matrix_product(monkey
     )
 
 
-def test_the_column_product_is_chosen_by_the_number_of_pixels():
+@pytest.mark.parametrize("route", ["aten"], indirect=True)
+def test_the_column_product_is_chosen_by_the_number_of_pixels(route):
     layers = fast_block(dense_block()).layers
     side = int(IM2COL_MAX_PIXELS**0.5)
     assert BlockPlan(layers, torch.Size([1, 16, side, side])).im2col
     assert not BlockPlan(layers, torch.Size([1, 16, side + 1, side + 1])).im2col
     assert not BlockPlan(layers, torch.Size([IM2COL_MAX_PIXELS + 1, 16, 1, 1])).im2col
+
+
+@pytest.mark.parametrize("route", ["onednn"], indirect=True)
+@pytest.mark.skipif(bool(ONEDNN_MISSING), reason=ONEDNN_MISSING)
+@pytest.mark.parametrize(("batch", "side"), [(1, 7), (4, 14)])
+def test_with_onednn_available_each_layer_runs_two_prepacked_primitives(batch, side, route):
+    fast = fast_block(dense_block())
+    x = images(batch, side)
+    with torch.no_grad():
+        actual = fast(x)
+        expected = module_path(fast, x)
+    primitives = fast._plans.plans[x.shape].primitives
+    assert primitives is not None and len(primitives.steps) == 5
+    assert not any(name.startswith("ref") for name in primitives.implementations)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_weights_edited_in_place_are_used_by_the_next_call():
+    fast = fast_block(dense_block())
+    x = images(1, 7)
+    with torch.no_grad():
+        fast(x)
+        fast.layers[2].conv2.weight.mul_(-1.5)  # a copy held by oneDNN would now be stale
+        fast.layers[4].conv1.bias.add_(0.25)
+        torch.testing.assert_close(fast(x), module_path(fast, x), rtol=1e-5, atol=1e-5)
 
 
 def test_each_call_returns_a_new_tensor_that_later_calls_leave_alone():
