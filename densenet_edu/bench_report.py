@@ -7,6 +7,7 @@ measured (``benchmarks/results_*.md`` / ``.json``).
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -85,12 +86,24 @@ def machine_info(device: str) -> dict[str, Any]:
             info[name] = importlib.import_module(name).__version__
         except ImportError:
             info[name] = "not installed"
+    info["fast_dense_blocks"] = _fast_block_route()
     # How busy the machine was (1-minute load average vs cores): timings depend on it.
     info["load_average"] = round(os.getloadavg()[0], 2)
     info["cpus"] = os.cpu_count()
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
+
+
+def _fast_block_route() -> str:
+    """How the fast model's dense blocks ran: through oneDNN's C API, or ATen and why."""
+    from densenet_edu import onednn_primitives
+
+    reason = onednn_primitives.unavailable_reason()
+    if reason:
+        return f"ATen operators ({reason})"
+    version = importlib.metadata.version(onednn_primitives.DISTRIBUTION)
+    return f"oneDNN primitives ({onednn_primitives.DISTRIBUTION} {version})"
 
 
 def _cpu_name() -> str:
@@ -115,7 +128,12 @@ def markdown_table(results: list[Result], info: dict[str, Any]) -> str:
         f"{info['threads']} thread(s), {info['date']}; load average "
         f"{info.get('load_average', '?')} on {info.get('cpus', '?')} CPUs at the end; "
         f"onnxruntime {info.get('onnxruntime', '?')}, openvino {info.get('openvino', '?')}, "
-        f"timm {info.get('timm', '?')}.",
+        f"timm {info.get('timm', '?')}."
+        + (  # recorded since the blocks could take either route
+            f" Fast model's dense blocks: {info['fast_dense_blocks']}."
+            if "fast_dense_blocks" in info
+            else ""
+        ),
         "",
     ]
     for section, title in SECTION_TITLES.items():

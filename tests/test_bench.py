@@ -145,3 +145,11 @@ def test_the_benchmark_reports_saved_bytes_with_the_shared_definition():
     model = de.densenet_cifar(16, 12, memory_efficient=True)
     figures = bench.measure_training_memory(True, batch=2, device="cpu", depth=16)
     assert figures["saved_bytes"] == measure.saved_tensor_bytes(model, x)
+
+
+def test_the_report_says_which_route_the_fast_models_dense_blocks_took(monkeypatch):
+    monkeypatch.setenv("DENSENET_EDU_ONEDNN_PRIMITIVES", "0")
+    info = bench_report.machine_info("cpu")
+    assert info["fast_dense_blocks"].startswith("ATen operators (switched off")
+    table = bench.markdown_table([_timed_row("densenet_edu fast", [0.1] * 3)], info)
+    assert "Fast model's dense blocks: ATen operators" in table.splitlines()[0]
