@@ -245,9 +245,22 @@ def test_saved_bytes_are_the_same_on_every_device(device):
     assert measure.saved_tensor_bytes(model, torch.randn(2, 4, device=device)) == 14 * F32
 
 
-def test_matmul_peak_is_two_n_cubed_flops_over_the_median_time(monkeypatch):
+def test_matmul_peak_is_two_n_cubed_flops_over_the_faster_librarys_median_time(monkeypatch):
     def fake_timer(contenders, repeats, warmup, device, desc=""):
-        return {name: [0.5, 0.25, 4.0] for name in contenders}  # median 0.5 s
+        medians = iter([0.5, 0.25, 1.0])  # one per library, the second the fastest
+        return {name: [m, m / 2, 4.0] for name, m in zip(contenders, medians, strict=False)}
 
     monkeypatch.setattr(measure, "time_interleaved", fake_timer)
-    assert measure.matmul_peak_gflops(n=64) == pytest.approx(2 * 64**3 / 0.5 / 1e9)
+    fastest = 0.25 if len(measure.gemm_calls(n=8)) > 1 else 0.5
+    assert measure.matmul_peak_gflops(n=64) == pytest.approx(2 * 64**3 / fastest / 1e9)
+
+
+def test_every_gemm_call_computes_the_same_square_product():
+    torch.manual_seed(0)
+    calls = measure.gemm_calls(n=64)
+    assert "torch.mm" in calls
+    if torch.backends.mkldnn.is_available():
+        assert "oneDNN" in calls
+    expected = calls["torch.mm"]()
+    for call in calls.values():
+        torch.testing.assert_close(call(), expected, rtol=1e-4, atol=1e-4)
