@@ -36,7 +36,8 @@ as oneDNN primitives it set up once, the ReLU fused into the first, so a layer i
 Each primitive call skips the setup PyTorch's path repeats per call (50-150 us per layer at
 batch 1). Such a plan owns its scratch tensors (the primitives are bound to them), so its
 calls take turns (a lock), and it holds its own reordered copy of the weights: it is built
-again when a weight is edited in place (its version counter moves) or replaced.
+again when a weight is edited in place (its version counter moves) or replaced, and when
+``torch.set_num_threads`` changed the thread count it was built for.
 
 Otherwise every call allocates its own buffer and scratch tensors, so the block's output
 is never overwritten by a later call and two threads may share the model. What the plan
@@ -202,6 +203,8 @@ class _PrimitiveLayers:
         pixels, width, k = n * h * w, layers[0].conv1.out_channels, layers[0].growth_rate
         self.parameters = [p for layer in layers for p in _plan_parameters(layer)]
         self.version = _versions(self.parameters)
+        # oneDNN splits a primitive's work for the thread count it was built under.
+        self.threads = torch.get_num_threads()
         self.lock = threading.Lock()
         clamped = torch.empty(pixels * max(layer.in_channels for layer in layers))
         bottleneck = _nhwc((n, width, h, w))
@@ -233,7 +236,7 @@ class _PrimitiveLayers:
         return primitives
 
     def stale(self) -> bool:
-        return _versions(self.parameters) != self.version
+        return torch.get_num_threads() != self.threads or _versions(self.parameters) != self.version
 
     def __call__(self, rows: Tensor, new_maps: Sequence[Tensor]) -> None:
         with self.lock:  # the primitives share this object's scratch tensors

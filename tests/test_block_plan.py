@@ -147,6 +147,24 @@ def test_weights_edited_in_place_are_used_by_the_next_call():
         torch.testing.assert_close(fast(x), module_path(fast, x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("route", ["onednn"], indirect=True)
+@pytest.mark.skipif(bool(ONEDNN_MISSING), reason=ONEDNN_MISSING)
+def test_a_primitive_plan_is_rebuilt_for_a_new_thread_count(route):
+    fast = fast_block(dense_block())
+    x = images(1, 7)
+    threads = torch.get_num_threads()
+    with torch.no_grad():
+        expected = fast(x)
+        built = fast._plans.plans[x.shape]
+        torch.set_num_threads(threads + 1)
+        try:
+            actual = fast(x)
+        finally:
+            torch.set_num_threads(threads)
+    assert fast._plans.plans[x.shape] is not built
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_each_call_returns_a_new_tensor_that_later_calls_leave_alone():
     fast = fast_block(dense_block())
     first_input, second_input = images(1, 7), 2 * images(1, 7)
