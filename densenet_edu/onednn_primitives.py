@@ -92,8 +92,9 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     except OSError as error:
         return None, f"could not load {path}: {error}"
     # Two OpenMP runtimes would give two thread pools fighting over the same cores.
-    runtimes = {line.split()[-1] for line in _mapped_files() if "libgomp" in line}
-    runtimes |= {line.split()[-1] for line in _mapped_files() if "libiomp" in line}
+    runtimes = {
+        line.split()[-1] for line in _mapped_files() if "libgomp" in line or "libiomp" in line
+    }
     if len(runtimes) > 1:
         return None, f"two OpenMP runtimes are loaded ({', '.join(sorted(runtimes))})"
     _declare(lib)

@@ -125,3 +125,21 @@ def test_without_the_wheel_the_reason_says_what_to_install(monkeypatch):
         finally:
             monkeypatch.undo()
             op._load.cache_clear()
+
+
+def test_a_second_openmp_runtime_in_the_process_is_refused(monkeypatch):
+    if op.library_path() is None or "wheel exists" in op._load()[1]:
+        pytest.skip(f"not reached on this system: {op.unavailable_reason()}")
+    maps = [
+        "7f00 r-xp 0 0:0 1 /opt/torch/lib/libgomp.so.1",
+        "7f10 r-xp 0 0:0 2 /usr/lib/libgomp.so.1",
+    ]
+    monkeypatch.setattr(op, "_mapped_files", lambda: maps)
+    op._load.cache_clear()
+    try:
+        reason = op.unavailable_reason()
+    finally:
+        monkeypatch.undo()
+        op._load.cache_clear()
+    assert reason.startswith("two OpenMP runtimes are loaded")
+    assert op.available() == (not op.unavailable_reason())
