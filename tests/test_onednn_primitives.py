@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 
 import pytest
@@ -106,25 +107,27 @@ def test_the_environment_switch_turns_the_primitives_off(monkeypatch):
     assert op.ENV_SWITCH in op.unavailable_reason()
 
 
-def test_without_the_wheel_the_reason_says_what_to_install(monkeypatch):
-    monkeypatch.setattr(op, "library_path", lambda: None)
+@contextlib.contextmanager
+def loaded_with(monkeypatch, name, replacement):
+    """The library looked for again with ``op.<name>`` replaced; the real state restored after."""
+    monkeypatch.setattr(op, name, replacement)
     op._load.cache_clear()
     try:
-        reason = op.unavailable_reason()
+        yield
     finally:
         monkeypatch.undo()
         op._load.cache_clear()
+
+
+def test_without_the_wheel_the_reason_says_what_to_install(monkeypatch):
+    with loaded_with(monkeypatch, "library_path", lambda: None):
+        reason = op.unavailable_reason()
     if reason.startswith("the onednn-cpu-gomp wheel exists") or "OpenMP" in reason:
         pytest.skip(f"not reached on this system: {reason}")
     assert "pip install onednn-cpu-gomp" in reason
-    with pytest.raises(op.OneDNNError, match="pip install onednn-cpu-gomp"):
-        monkeypatch.setattr(op, "library_path", lambda: None)
-        op._load.cache_clear()
-        try:
+    with loaded_with(monkeypatch, "library_path", lambda: None):
+        with pytest.raises(op.OneDNNError, match="pip install onednn-cpu-gomp"):
             op.Convolution(nhwc(1, 4, 3, 3), torch.randn(4, 4, 1, 1), None, nhwc(1, 4, 3, 3), 0)
-        finally:
-            monkeypatch.undo()
-            op._load.cache_clear()
 
 
 def test_a_second_openmp_runtime_in_the_process_is_refused(monkeypatch):
@@ -134,12 +137,7 @@ def test_a_second_openmp_runtime_in_the_process_is_refused(monkeypatch):
         "7f00 r-xp 0 0:0 1 /opt/torch/lib/libgomp.so.1",
         "7f10 r-xp 0 0:0 2 /usr/lib/libgomp.so.1",
     ]
-    monkeypatch.setattr(op, "_mapped_files", lambda: maps)
-    op._load.cache_clear()
-    try:
+    with loaded_with(monkeypatch, "_mapped_files", lambda: maps):
         reason = op.unavailable_reason()
-    finally:
-        monkeypatch.undo()
-        op._load.cache_clear()
     assert reason.startswith("two OpenMP runtimes are loaded")
     assert op.available() == (not op.unavailable_reason())
