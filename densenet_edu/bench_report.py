@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from densenet_edu import onednn_primitives
 from densenet_edu.measure import round_ratio_quartiles
 
 __all__ = [
@@ -97,8 +98,6 @@ def machine_info(device: str) -> dict[str, Any]:
 
 def _fast_block_route() -> str:
     """How the fast model's dense blocks ran: through oneDNN's C API, or ATen and why."""
-    from densenet_edu import onednn_primitives
-
     reason = onednn_primitives.unavailable_reason()
     if reason:
         return f"ATen operators ({reason})"

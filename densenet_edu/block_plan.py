@@ -56,7 +56,7 @@ from torch import Tensor, nn
 
 from densenet_edu import onednn_primitives
 from densenet_edu.matmul_conv import MatmulConv1x1
-from densenet_edu.onednn import PackedConv2d, direct_call_allowed
+from densenet_edu.onednn import PackedConv2d, direct_call_allowed, tensor_version
 from densenet_edu.preactivation import PreActivationClamp
 
 __all__ = ["IM2COL_MAX_PIXELS", "BlockPlan", "BlockPlans", "plannable"]
@@ -135,8 +135,9 @@ class BlockPlan:
         self.im2col = self.pixels <= IM2COL_MAX_PIXELS and all(
             layer.conv2.weight.is_contiguous(memory_format=torch.channels_last) for layer in layers
         )
-        self.steps = [self._step(layer) for layer in layers]
         self.primitives = _PrimitiveLayers.build(layers, shape)
+        # ATen's route, where the primitives cannot run.
+        self.steps = [self._step(layer) for layer in layers] if self.primitives is None else []
 
     def stale(self) -> bool:
         """Must the plan be built again? Only one holding oneDNN's copies of the weights."""
@@ -224,10 +225,7 @@ class _PrimitiveLayers:
 
     @classmethod
     def build(cls, layers: Sequence[nn.Module], shape: torch.Size) -> _PrimitiveLayers | None:
-        weight = layers[0].conv1.weight
-        if weight.dtype != torch.float32 or weight.device.type != "cpu":
-            return None
-        if not onednn_primitives.available():
+        if not onednn_primitives.available():  # (BlockPlans builds plans for float32 CPU)
             return None
         primitives = cls(layers, shape)
         # oneDNN's reference kernels are far slower than ATen's operators.
@@ -253,9 +251,7 @@ def _plan_parameters(layer: nn.Module) -> tuple[Tensor, ...]:
 
 
 def _versions(tensors: Sequence[Tensor]) -> tuple[tuple[int, int], ...]:
-    # Tensors made under torch.inference_mode have no version counter and cannot be
-    # written outside it; their address still tells a replaced tensor apart.
-    return tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in tensors)
+    return tuple(tensor_version(t) for t in tensors)
 
 
 def _nhwc(shape: tuple[int, int, int, int]) -> Tensor:

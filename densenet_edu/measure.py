@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from densenet_edu.onednn import PackedConv2d
 from densenet_edu.progress import progress_bar
 
 __all__ = [
@@ -316,8 +317,6 @@ def gemm_calls(n: int = 2048, device: torch.device | str = "cpu") -> dict[str, C
     oneDNN uses AVX-512 when the CPU has it (measured 183 against 214 GFLOP/s on an
     AVX-512 EPYC), so the faster of the two is the machine's practical peak.
     """
-    from densenet_edu.onednn import PackedConv2d  # the fast model's convolution
-
     device = torch.device(device)
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PackedConv2d", "direct_call_allowed", "traced"]
+__all__ = ["PackedConv2d", "direct_call_allowed", "tensor_version", "traced"]
 
 # Packed weights kept per module: one per input shape seen, a few shapes at most.
 _MAX_SHAPES = 4
@@ -48,6 +48,14 @@ def traced(x: Tensor) -> bool:
     if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or torch.jit.is_scripting():
         return True
     return torch.compiler.is_compiling()
+
+
+def tensor_version(t: Tensor) -> tuple[int, int]:
+    """(address, version counter): changes when ``t`` is replaced or written in place
+    (``load_state_dict``, ``copy_``), so a copy made from it, such as packed weights, is
+    known to be stale. Tensors made under ``torch.inference_mode`` have no counter; they
+    cannot be written outside it."""
+    return t.data_ptr(), 0 if t.is_inference() else t._version
 
 
 # Decided once: the build's oneDNN support does not change while the process runs.
@@ -110,11 +118,7 @@ class PackedConv2d(nn.Conv2d):
         return F.relu(out, inplace=True) if self.relu else out
 
     def _packed_weight(self, x: Tensor) -> Tensor:
-        # The version counter changes with every in-place write (load_state_dict, copy_),
-        # so edited weights are repacked. Tensors made under torch.inference_mode have no
-        # counter; they cannot be written outside it.
-        version = 0 if self.weight.is_inference() else self.weight._version
-        key = (x.shape, self.weight.data_ptr(), version)
+        key = (x.shape, *tensor_version(self.weight))  # edited weights are repacked
         packed = self._packed.get(key)
         if packed is None:
             if len(self._packed) >= _MAX_SHAPES:
